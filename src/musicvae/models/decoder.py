@@ -1,0 +1,104 @@
+"""Causal Transformer decoder: predicts a segment token by token from BOS, conditioned on z.
+
+Where z enters is the conditioning's business (see conditioning.py); the decoder only calls its hooks.
+Incremental decoding keeps a `DecoderCache`: per layer the self-attention keys/values seen so far (and
+the cross-attention memory's keys/values, computed once), plus the prepared z projections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from musicvae.models.conditioning import Conditioning
+from musicvae.models.layers import Attention, FeedForward, KVCache, TokenEmbedding
+
+
+@dataclass
+class DecoderCache:
+    """State of an incremental decode: per-layer caches, the prepared z, and positions consumed."""
+
+    self_attn: list[KVCache]
+    cross_attn: list[KVCache]
+    state: object = None  # the conditioning's prepare(z), computed at the first step
+    length: int = 0  # positions (prefix included) already in the caches
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block: [z hook] causal self-attention, optional cross-attention to z's memory, FF."""
+
+    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, cross: bool):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, heads, dropout)
+        self.ln_cross = nn.LayerNorm(d_model) if cross else None
+        self.cross = Attention(d_model, heads, dropout) if cross else None
+        self.ln_ff = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, ff_mult, dropout)
+
+    def forward(
+        self,
+        index: int,
+        x: torch.Tensor,
+        cond: Conditioning,
+        state,
+        memory: torch.Tensor | None,
+        self_cache: KVCache | None,
+        cross_cache: KVCache | None,
+    ) -> torch.Tensor:
+        x, h = cond.attention_input(index, x, self.ln_attn, state)  # (B, T, D) each
+        x = x + self.attn(h, causal=True, cache=self_cache)
+        if self.cross is not None:
+            x = x + self.cross(self.ln_cross(x), memory=memory, cache=cross_cache)
+        return x + self.ff(self.ln_ff(x))
+
+
+class Decoder(nn.Module):
+    """(tokens (B, T), z (B, c)) -> next-token logits (B, T, V); logits[:, t] predicts tokens[:, t+1]."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        d_model: int,
+        heads: int,
+        layers: int,
+        ff_mult: int,
+        dropout: float,
+        conditioning: Conditioning,
+    ):
+        super().__init__()
+        self.cond = conditioning
+        self.embed = TokenEmbedding(vocab_size, d_model, max_len + conditioning.n_prefix, dropout)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, heads, ff_mult, dropout, cross=conditioning.uses_memory) for _ in range(layers)
+        )
+        self.ln_out = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.head.weight = self.embed.tok.weight  # weight tying (as GPT-2 / nanoGPT)
+
+    def new_cache(self) -> DecoderCache:
+        n = len(self.blocks)
+        return DecoderCache([KVCache() for _ in range(n)], [KVCache() for _ in range(n)])
+
+    def forward(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
+        """Teacher-forced over all of `tokens`; with a `cache`, `tokens` are only the new positions."""
+        first = cache is None or cache.length == 0
+        state = self.cond.prepare(z) if first else cache.state
+        start = 0 if cache is None else cache.length
+        n_prefix = self.cond.n_prefix if first else 0
+        x = self.cond.input_embeddings(self.embed(tokens, start=start + n_prefix), state)  # (B, T, D)
+        if n_prefix:
+            p = self.cond.prefix(state) + self.embed.position(start, n_prefix, x.device)  # (B, P, D)
+            x = torch.cat([p, x], dim=1)  # (B, P + T, D)
+        memory = self.cond.memory(state)
+        for i, block in enumerate(self.blocks):
+            self_cache = cache.self_attn[i] if cache is not None else None
+            cross_cache = cache.cross_attn[i] if cache is not None else None
+            x = block(i, x, self.cond, state, memory, self_cache, cross_cache)
+        if cache is not None:
+            cache.state = state
+            cache.length += x.shape[1]
+        return self.head(self.ln_out(x[:, n_prefix:]))  # (B, T, V): the prefix predicts nothing

@@ -1,0 +1,130 @@
+"""Transformer building blocks shared by the encoder and the decoder.
+
+Pre-norm blocks (LayerNorm before each sub-layer, residual around it) with attention through
+`F.scaled_dot_product_attention`, so GPUs get flash / memory-efficient kernels. Self-attention keeps
+an optional per-layer KV cache for incremental decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class KVCache:
+    """Keys and values one attention layer has seen so far: (B, H, T_seen, Dh) each, or None."""
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions' keys/values and return all of them."""
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+
+
+class Attention(nn.Module):
+    """Multi-head attention. Self-attention when `memory` is None, else cross-attention over it."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float):
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
+        self.heads = heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, H, T, Dh)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        causal: bool = False,
+        key_mask: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, D) queries; key_mask: (B, S) True where a key may be attended; memory: (B, M, D).
+
+        With a `cache`, x holds only the new positions: their keys/values are appended (self-attention),
+        or, for cross-attention, the memory's keys/values are computed once and reused.
+        """
+        b, t, d = x.shape
+        q = self._split(self.q(x))  # (B, H, T, Dh)
+        if memory is not None and cache is not None and cache.k is not None:
+            k, v = cache.k, cache.v  # memory keys/values from the first step
+        else:
+            k, v = self.kv(x if memory is None else memory).chunk(2, dim=-1)
+            k, v = self._split(k), self._split(v)  # (B, H, S, Dh)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        mask = None
+        if key_mask is not None:
+            mask = key_mask[:, None, None, :]  # (B, 1, 1, S): broadcast over heads and queries
+        # A causal step with a cache (T new queries after S-T cached keys) needs an offset mask;
+        # a single new query may attend to every cached key, so no mask at all.
+        is_causal = causal and memory is None and t > 1
+        if is_causal and k.shape[2] != t:
+            offset = k.shape[2] - t
+            mask = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(offset)
+            is_causal = False
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, H, T, Dh)
+        y = y.transpose(1, 2).reshape(b, t, d)
+        return self.resid_dropout(self.out(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, ff_mult * d_model),
+            nn.GELU(),
+            nn.Linear(ff_mult * d_model, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TokenEmbedding(nn.Module):
+    """Token + learned absolute position embeddings. (B, T) ids -> (B, T, D)."""
+
+    def __init__(self, vocab_size: int, d_model: int, max_len: int, dropout: float):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.max_len = max_len
+
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        t = ids.shape[1]
+        if start + t > self.max_len:
+            raise ValueError(f"sequence of {start + t} positions exceeds the model's max_len={self.max_len}")
+        pos = torch.arange(start, start + t, device=ids.device)
+        return self.dropout(self.tok(ids) + self.pos(pos))
+
+    def position(self, start: int, t: int, device: torch.device) -> torch.Tensor:
+        """Position embeddings alone, (1, T, D): for tokens that are not vocabulary ids (a z prefix)."""
+        if start + t > self.max_len:
+            raise ValueError(f"sequence of {start + t} positions exceeds the model's max_len={self.max_len}")
+        return self.pos(torch.arange(start, start + t, device=device))[None]

@@ -1,0 +1,106 @@
+"""The VAE: encoder -> reparameterized z -> conditioned decoder. A plain nn.Module (no Lightning, no Hydra)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from musicvae.errors import UserError
+from musicvae.models.conditioning import build_conditioning
+from musicvae.models.decoder import Decoder, DecoderCache
+from musicvae.models.encoder import POOLINGS, Encoder
+
+
+@dataclass
+class VAEConfig:
+    """Everything needed to rebuild the model (a checkpoint stores it as a dict)."""
+
+    vocab_size: int
+    max_len: int  # longest token sequence, BOS and EOS included
+    d_model: int = 256
+    heads: int = 4
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    latent_dim: int = 64  # c: independent of d_model
+    ff_mult: int = 4
+    dropout: float = 0.1
+    pooling: str = "summary"  # summary | mean
+    conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise UserError(f"model.d_model={self.d_model} must be divisible by model.heads={self.heads}")
+        if self.pooling not in POOLINGS:
+            raise UserError(f"model.pooling={self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
+            if getattr(self, key) < 1:
+                raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class VAEOutput:
+    logits: torch.Tensor  # (B, T-1, V): predictions of tokens[:, 1:]
+    mu: torch.Tensor  # (B, c)
+    logvar: torch.Tensor  # (B, c)
+    z: torch.Tensor  # (B, c)
+
+
+class MusicVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(
+            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.encoder_layers,
+            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling,
+        )  # fmt: skip
+        options = {k: v for k, v in cfg.conditioning.items() if k != "mode"}
+        cond = build_conditioning(cfg.conditioning["mode"], cfg.latent_dim, cfg.d_model, cfg.decoder_layers, **options)
+        self.decoder = Decoder(
+            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond
+        )
+        self.apply(_init_weights)
+        # z's projections keep PyTorch's default init (std ~ 1/sqrt(3c) per weight): at GPT-2's 0.02 the
+        # projected z starts ~30x smaller than the normed hidden state, and every mode would start
+        # close to ignoring z. All modes get the same rule, so the comparison stays fair.
+        for m in cond.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+    @property
+    def conditioning(self):
+        return self.decoder.cond
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens, mask (B, T) -> mu, logvar (B, c)."""
+        return self.encoder(tokens, mask)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def decode(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
+        """tokens (B, T), z (B, c) -> logits (B, T, V)."""
+        return self.decoder(tokens, z, cache)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, sample: bool | None = None) -> VAEOutput:
+        """Teacher-forced pass. z is sampled in training and mu in eval, unless `sample` says otherwise."""
+        mu, logvar = self.encode(tokens, mask)
+        sample = self.training if sample is None else sample
+        z = self.reparameterize(mu, logvar) if sample else mu
+        logits = self.decode(tokens[:, :-1], z)  # predict tokens[:, 1:] from tokens[:, :-1]
+        return VAEOutput(logits, mu, logvar, z)
+
+
+def _init_weights(m: nn.Module) -> None:
+    # GPT-2 style: small normal weights, zero biases; keeps early logits near uniform.
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)
