@@ -55,6 +55,7 @@ class Encoder(nn.Module):
         self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = mask.bool()  # a float mask would be *added* to attention scores by SDPA, not mask them
         if self.pooling == "summary":
             b = tokens.shape[0]
             x = self.embed(tokens, start=1)  # (B, T, D): positions 1..T, 0 is the summary's

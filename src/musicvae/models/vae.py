@@ -30,13 +30,13 @@ class VAEConfig:
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
 
     def __post_init__(self):
+        for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
+            if getattr(self, key) < 1:
+                raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
         if self.d_model % self.heads:
             raise UserError(f"model.d_model={self.d_model} must be divisible by model.heads={self.heads}")
         if self.pooling not in POOLINGS:
             raise UserError(f"model.pooling={self.pooling!r} is not one of {', '.join(POOLINGS)}")
-        for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
-            if getattr(self, key) < 1:
-                raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
