@@ -1,0 +1,30 @@
+"""Benchmarks: python scripts/benchmark.py NAME [hydra overrides...]
+
+python scripts/benchmark.py data                         # tokenizing speed, cached load
+python scripts/benchmark.py data data=folk data.limit_files=300
+"""
+
+import sys
+from pathlib import Path
+
+from musicvae.benchmarks.data import run_data_benchmark
+from musicvae.errors import UserError, exit_on_user_error
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+
+# name → function(config_dir, overrides). Add `train` and `sample` here, one entry each.
+BENCHMARKS = {
+    "data": run_data_benchmark,
+}
+
+
+@exit_on_user_error
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in BENCHMARKS:
+        given = f"unknown benchmark {argv[0]!r}" if argv else "no benchmark given"
+        raise UserError(f"{given}: choose one of {', '.join(BENCHMARKS)} (python scripts/benchmark.py data)")
+    BENCHMARKS[argv[0]](CONFIG_DIR, argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

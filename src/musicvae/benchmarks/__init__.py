@@ -1,0 +1,1 @@
+"""Benchmarks run by scripts/benchmark.py (one function per subcommand)."""

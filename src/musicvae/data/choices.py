@@ -1,0 +1,33 @@
+"""Check `group=option` command-line overrides before Hydra sees them.
+
+Hydra answers an unknown option (`data=nosuch`) with a multi-line report; scripts call
+`check_group_choices` first so the user gets one line naming the valid options instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from musicvae.errors import UserError
+
+HIDDEN_OPTIONS = {"base"}  # shared settings pulled in by the others, not an option of their own
+
+
+def group_options(config_dir: Path, group: str) -> list[str]:
+    """The selectable options of a config group: its .yaml files, minus the hidden ones."""
+    return sorted(p.stem for p in (config_dir / group).glob("*.yaml") if p.stem not in HIDDEN_OPTIONS)
+
+
+def check_group_choices(config_dir: str | Path, overrides: Sequence[str]) -> None:
+    """UserError for an override like `data=nosuch` that names no file of an existing config group."""
+    config_dir = Path(config_dir)
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key.startswith("hydra") or "." in key or not (config_dir / key).is_dir():
+            continue
+        choices = group_options(config_dir, key)
+        for option in value.split(","):  # a multirun sweep: data=bach,folk
+            if option and option != "null" and option not in choices:
+                raise UserError(f"unknown {key}={option}: choose one of {', '.join(choices)}")

@@ -1,0 +1,124 @@
+"""The data settings (`cfg.data`) as a typed, validated dataclass.
+
+`DataConfig.from_cfg` accepts a Hydra/OmegaConf node or a plain dict; missing keys take the defaults
+below (the same as configs/data/base.yaml), unknown keys are ignored. `cache_key()` is the part that
+changes the tokens and so keys the cache; batch-time settings (batch_size, transpose, loader_workers,
+workers) are left out of it on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from musicvae.errors import UserError
+
+OVERLONG_MODES = ("truncate", "drop")
+
+
+def to_plain_dict(cfg: Any) -> dict:
+    """A DictConfig (interpolations resolved) or a mapping → a plain dict (a copy)."""
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        pass
+    return dict(cfg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "midi_dir"
+    corpus: str | None = None
+    path: str | None = None
+    cache_dir: str = "data/cache"
+    bars: int = 4
+    hop_bars: int = 2
+    max_tokens: int = 512
+    overlong: str = "truncate"
+    merge_tracks: bool = True
+    keep_drums: bool = False
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    limit_files: int | None = None
+    workers: int | None = None
+    transpose: int = 5
+    batch_size: int = 32
+    loader_workers: int = 0
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> DataConfig:
+        """Build from `cfg.data` (DictConfig or dict); raises UserError on invalid values."""
+        if isinstance(cfg, DataConfig):
+            return cfg
+        values = to_plain_dict(cfg)
+        if "split" in values:  # optional nested form: data.split.{val,test}
+            split = values.pop("split") or {}
+            values.setdefault("val_fraction", split.get("val", cls.val_fraction))
+            values.setdefault("test_fraction", split.get("test", cls.test_fraction))
+        known = {f.name for f in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in values.items() if k in known})
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise UserError naming the first bad key."""
+        if self.bars < 1 or self.hop_bars < 1:
+            raise UserError(f"data.bars and data.hop_bars must be >= 1 (got {self.bars}, {self.hop_bars})")
+        if self.max_tokens < 8:
+            raise UserError(f"data.max_tokens must be >= 8 (got {self.max_tokens})")
+        if self.overlong not in OVERLONG_MODES:
+            raise UserError(
+                f"data.overlong must be one of {', '.join(OVERLONG_MODES)} (got {self.overlong!r})"
+            )
+        if not (
+            0 <= self.val_fraction and 0 <= self.test_fraction and self.val_fraction + self.test_fraction < 1
+        ):
+            raise UserError(
+                "data.val_fraction and data.test_fraction must be >= 0 and sum to less than 1 "
+                f"(got {self.val_fraction}, {self.test_fraction})"
+            )
+        if self.transpose < 0:
+            raise UserError(f"data.transpose must be >= 0 (got {self.transpose})")
+        if self.limit_files is not None and self.limit_files < 1:
+            raise UserError(f"data.limit_files must be >= 1 or null (got {self.limit_files})")
+
+    @property
+    def source_dir(self) -> Path:
+        """The MIDI folder; UserError when `data.path` is not set."""
+        if not self.path:
+            raise UserError(
+                f"data.path is not set for data={self.name}: give a folder of MIDI files, "
+                "e.g. data=midi_dir data.path=/some/folder"
+            )
+        return Path(self.path).expanduser()
+
+    @property
+    def num_workers(self) -> int:
+        """Tokenizing processes: `workers`, or every core this process may use."""
+        if self.workers:
+            return max(1, int(self.workers))
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    def cache_key(self) -> dict:
+        """The settings that change the tokens (hashed into the cache folder name)."""
+        return {
+            "name": self.name,
+            "path": str(self.source_dir.resolve()),
+            "bars": self.bars,
+            "hop_bars": self.hop_bars,
+            "max_tokens": self.max_tokens,
+            "overlong": self.overlong,
+            "merge_tracks": self.merge_tracks,
+            "keep_drums": self.keep_drums,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "limit_files": self.limit_files,
+        }

@@ -1,0 +1,185 @@
+"""`MidiDataModule`: cached bar-aligned segments as padded batches.
+
+    dm = MidiDataModule(cfg.data, cfg.tokenizer)
+    dm.prepare_data()        # export the corpus if needed, build or load the cache (UserError on user mistakes)
+    dm.setup("fit")          # load the splits
+    tokens, mask = next(iter(dm.train_dataloader()))
+
+Batches are `(tokens, mask)`:
+- `tokens`: LongTensor[B, T]; row i is `BOS, <segment i's tokens>, EOS, PAD, PAD, ...`
+  with PAD_ID = 0, BOS_ID = 1, EOS_ID = 2 (the tokenizer's own ids, `dm.tokenizer[...]` decodes them);
+- `mask`: BoolTensor[B, T], True on BOS..EOS inclusive, False on padding;
+- T = the longest row of the batch (<= `dm.max_len` = data.max_tokens + 2).
+
+Training batches are shuffled and, when `data.transpose` > 0, each segment is shifted by a random
+number of semitones in [-transpose, transpose], drawn among the shifts that keep all its pitches
+inside the tokenizer's pitch range. Val and test batches are neither shuffled nor transposed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from musicvae.data.cache import SplitArrays, cache_path, load_pieces, load_split, prepare_cache, read_manifest
+from musicvae.data.config import DataConfig, to_plain_dict
+from musicvae.data.segments import SPLITS, check_compatible
+from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID, TokenTable, build_tokenizer, token_table
+from musicvae.errors import UserError
+
+
+class PitchShifter:
+    """Transposes the Pitch tokens of a segment, keeping every pitch inside the vocabulary."""
+
+    def __init__(self, table: TokenTable, max_shift: int):
+        self.table, self.max_shift = table, max_shift
+
+    def shift_range(self, ids: np.ndarray) -> tuple[int, int]:
+        """(lowest, highest) shift in [-max_shift, max_shift] that keeps all pitches of `ids` valid."""
+        pitches = self.table.pitch[ids]
+        pitches = pitches[pitches >= 0]
+        if len(pitches) == 0:
+            return 0, 0
+        low = max(-self.max_shift, self.table.pitch_low - int(pitches.min()))
+        high = min(self.max_shift, self.table.pitch_high - int(pitches.max()))
+        return low, high
+
+    def shift(self, ids: np.ndarray, semitones: int) -> np.ndarray:
+        """`ids` with every Pitch token moved by `semitones` (a copy; the shift must be in range)."""
+        out = np.array(ids, dtype=np.int64)
+        is_pitch = self.table.pitch[out] >= 0
+        out[is_pitch] = self.table.pitch_to_id[self.table.pitch[out[is_pitch]] + semitones]
+        return out
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        low, high = self.shift_range(ids)
+        return self.shift(ids, int(torch.randint(low, high + 1, ())))
+
+
+class SegmentDataset(Dataset):
+    """Item i: LongTensor[L_i] of segment i's token ids (no BOS/EOS), transposed if a shifter is given."""
+
+    def __init__(self, arrays: SplitArrays, shifter: PitchShifter | None = None):
+        self.arrays, self.shifter = arrays, shifter
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        start, end = self.arrays.offsets[index], self.arrays.offsets[index + 1]
+        ids = np.asarray(self.arrays.tokens[start:end], dtype=np.int64)
+        if self.shifter is not None:
+            ids = self.shifter(ids)
+        return torch.from_numpy(ids)
+
+
+def collate_segments(batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T]) framed BOS ... EOS, padded with PAD."""
+    length = max(len(s) for s in batch) + 2
+    tokens = torch.full((len(batch), length), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(batch), length), dtype=torch.bool)
+    for row, segment in enumerate(batch):
+        n = len(segment)
+        tokens[row, 0] = BOS_ID
+        tokens[row, 1 : n + 1] = segment
+        tokens[row, n + 1] = EOS_ID
+        mask[row, : n + 2] = True
+    return tokens, mask
+
+
+class MidiDataModule(pl.LightningDataModule):
+    """Bar-aligned MIDI segments from `cfg.data` tokenized as `cfg.tokenizer` (see the module docstring)."""
+
+    def __init__(self, data_cfg: Any, tokenizer_cfg: Any):
+        super().__init__()
+        self.settings = DataConfig.from_cfg(data_cfg)
+        self.tokenizer_params = to_plain_dict(tokenizer_cfg)
+        self._tokenizer = None
+        self._manifest: dict | None = None
+        self.datasets: dict[str, SegmentDataset] = {}
+
+    @property
+    def tokenizer(self):
+        """The miditok tokenizer (built from the config on first use)."""
+        if self._tokenizer is None:
+            self._tokenizer = build_tokenizer(self.tokenizer_params)
+            check_compatible(self._tokenizer, self.settings)
+        return self._tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def max_len(self) -> int:
+        """The longest possible batch length T: max_tokens + BOS + EOS."""
+        return self.settings.max_tokens + 2
+
+    @property
+    def cache_path(self):
+        return cache_path(self.settings, self.tokenizer)
+
+    @property
+    def manifest(self) -> dict:
+        """The cache's manifest.json (after prepare_data or setup)."""
+        if self._manifest is None:
+            self._manifest = self._read_manifest()
+        return self._manifest
+
+    def _read_manifest(self) -> dict:
+        manifest = read_manifest(self.cache_path)
+        if manifest is None:
+            raise UserError(
+                f"no prepared data in {self.cache_path}: call prepare_data() first "
+                f"(or run: python scripts/prepare_data.py data={self.settings.name})"
+            )
+        return manifest
+
+    def prepare_data(self) -> None:
+        """Export the corpus if needed and build the cache, or find it ready (idempotent)."""
+        self._manifest = prepare_cache(self.settings, self.tokenizer).manifest
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the three splits from the cache (train gets transposition)."""
+        if self.datasets:
+            return
+        self._manifest = self._read_manifest()
+        shifter = (
+            PitchShifter(token_table(self.tokenizer), self.settings.transpose)
+            if self.settings.transpose
+            else None
+        )
+        for split in SPLITS:
+            arrays = load_split(self.cache_path, split)
+            self.datasets[split] = SegmentDataset(arrays, shifter if split == "train" else None)
+
+    def pieces(self, split: str) -> list[str]:
+        """The split's pieces, as paths relative to data.path (a segment's `pieces` entry indexes this)."""
+        return load_pieces(self.cache_path)[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup()
+        workers = self.settings.loader_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.settings.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=collate_segments,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,64 @@
+"""`prepare_data(cfg)`: the job behind scripts/prepare_data.py: export, tokenize/cache, print a summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from musicvae.data.cache import PreparedCache, prepare_cache
+from musicvae.data.config import DataConfig
+from musicvae.data.segments import SPLITS, check_compatible
+from musicvae.data.tokenize import build_tokenizer
+
+
+def prepare_data(cfg: Any, console: Console | None = None) -> PreparedCache:
+    """Build or load the cache for `cfg.data` + `cfg.tokenizer` and print its summary."""
+    start = time.perf_counter()
+    settings = DataConfig.from_cfg(cfg.data)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    check_compatible(tokenizer, settings)
+    prepared = prepare_cache(settings, tokenizer)
+    print_summary(prepared, time.perf_counter() - start, console or Console())
+    return prepared
+
+
+def summary_table(prepared: PreparedCache, seconds: float) -> Table:
+    """Files found/tokenized/skipped by reason, windows, segments and tokens per split, vocab, time."""
+    m = prepared.manifest
+    action = "built" if prepared.built else "loaded from cache"
+    table = Table(
+        title=f"data: {m['name']} ({action})", show_header=False, title_justify="left", box=box.SIMPLE
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    if prepared.export is not None:
+        e = prepared.export
+        table.add_row(
+            "corpus export", f"{e.total - len(e.failed)} of {e.total} MIDI files ({len(e.failed)} failed)"
+        )
+    table.add_row("files found", str(m["files"]["found"]))
+    table.add_row("tokenized", str(m["files"]["tokenized"]))
+    table.add_row("skipped", str(m["files"]["skipped"]))
+    for reason, n in m["skipped_by_reason"].items():
+        table.add_row(f"  {reason}", str(n))
+    w = m["windows"]
+    table.add_row("windows", f"{w['total']} ({w['empty_dropped']} empty dropped)")
+    table.add_row("over max_tokens", f"{w['overlong_truncated']} truncated, {w['overlong_dropped']} dropped")
+    for split in SPLITS:
+        s = m["splits"][split]
+        table.add_row(split, f"{s['pieces']} pieces, {s['segments']} segments, {s['tokens']:,} tokens")
+    table.add_row("vocab size", str(m["tokenizer"]["vocab_size"]))
+    table.add_row("cache", str(prepared.path))
+    if prepared.built:
+        table.add_row("seconds", f"{seconds:.1f} (tokenizing {m['seconds']:.1f})")
+    else:
+        table.add_row("seconds", f"{seconds:.2f} (built in {m['seconds']:.1f} before)")
+    return table
+
+
+def print_summary(prepared: PreparedCache, seconds: float, console: Console) -> None:
+    console.print(summary_table(prepared, seconds))

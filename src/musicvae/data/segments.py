@@ -1,0 +1,135 @@
+"""Bar-aligned segments: one MIDI file → windows of `bars` bars, and the split of pieces.
+
+A piece is tokenized once as one stream (REMI: `Bar TimeSig Position Pitch Velocity Duration ...`).
+Window k holds bars [k*hop, k*hop + bars): the tokens from its first Bar token to the Bar token that
+opens the bar after it, so every segment starts with `Bar` and carries its own time signature.
+Only whole windows are kept (the bars after the last whole window are not in any segment). A window
+without notes is dropped; one over `max_tokens` is truncated at the last event boundary that fits or
+dropped (`data.overlong`). This module is the only place that cuts windows: the cache and
+`midi_to_segments` (for reconstruction) both call `segment_file`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from miditok import MusicTokenizer
+
+from musicvae.data.config import DataConfig
+from musicvae.data.tokenize import SkipFile, TokenTable, encode_score, load_score, prepare_score, token_table
+from musicvae.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+# More reasons a file is skipped (besides those of musicvae.data.tokenize).
+TOO_SHORT, NO_SEGMENTS = "too_short", "no_segments"
+
+
+@dataclass
+class FileSegments:
+    """The windows of one piece: token ids (int64 arrays, no BOS/EOS) and the bar each starts on."""
+
+    segments: list[np.ndarray] = field(default_factory=list)
+    start_bars: list[int] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # windows, empty_windows, overlong_truncated, ...
+
+
+def check_compatible(tokenizer: MusicTokenizer, settings: DataConfig) -> None:
+    """UserError if the data settings need one token stream with programs and the tokenizer lacks it."""
+    if (not settings.merge_tracks or settings.keep_drums) and not tokenizer.one_token_stream:
+        raise UserError(
+            "data.merge_tracks=false or data.keep_drums=true needs a tokenizer with programs in one "
+            "stream: add tokenizer=remi_programs"
+        )
+
+
+def split_of(relpath: str, val_fraction: float, test_fraction: float) -> str:
+    """'train' | 'val' | 'test' from a stable hash of the file's path relative to the data folder."""
+    digest = hashlib.sha1(relpath.encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    return "val" if u < test_fraction + val_fraction else "train"
+
+
+def window_starts(num_bars: int, bars: int, hop_bars: int) -> range:
+    """First bar of each whole window of `bars` bars, every `hop_bars` bars."""
+    return range(0, num_bars - bars + 1, hop_bars)
+
+
+def cap_segment(
+    ids: np.ndarray, table: TokenTable, max_tokens: int, overlong: str
+) -> tuple[np.ndarray | None, str]:
+    """Apply the token cap: (ids or None if dropped, 'ok' | 'overlong_truncated' | 'overlong_dropped').
+
+    Truncation cuts just before the last event start (Bar, Position, a note, ...) at or below the cap,
+    so no note loses its Velocity/Duration.
+    """
+    if len(ids) <= max_tokens:
+        return ids, "ok"
+    if overlong == "drop":
+        return None, "overlong_dropped"
+    cuts = np.flatnonzero(table.event_start[ids[1 : max_tokens + 1]]) + 1
+    if len(cuts) == 0 or not table.note[ids[: cuts[-1]]].any():
+        return None, "overlong_dropped"
+    return ids[: cuts[-1]], "overlong_truncated"
+
+
+def cut_windows(ids: np.ndarray, table: TokenTable, settings: DataConfig, hop_bars: int) -> FileSegments:
+    """Token ids of a whole piece → its bar-aligned windows (see the module docstring)."""
+    bar_pos = np.flatnonzero(table.bar[ids])
+    if len(bar_pos) < settings.bars:
+        raise SkipFile(TOO_SHORT, f"{len(bar_pos)} bar(s), segments need {settings.bars}")
+    bounds = np.append(bar_pos, len(ids))
+    out = FileSegments()
+    for start in window_starts(len(bar_pos), settings.bars, hop_bars):
+        window = ids[bounds[start] : bounds[start + settings.bars]]
+        out.counts["windows"] += 1
+        if not table.note[window].any():
+            out.counts["empty_windows"] += 1
+            continue
+        window, status = cap_segment(window, table, settings.max_tokens, settings.overlong)
+        if status != "ok":
+            out.counts[status] += 1
+        if window is not None:
+            out.segments.append(window)
+            out.start_bars.append(start)
+    return out
+
+
+def segment_file(
+    path: Path, tokenizer: MusicTokenizer, settings: DataConfig, hop_bars: int | None = None
+) -> FileSegments:
+    """One MIDI file → its windows; SkipFile(reason) when it gives none."""
+    score = prepare_score(load_score(path), settings.merge_tracks, settings.keep_drums)
+    ids = encode_score(tokenizer, score)
+    result = cut_windows(ids, token_table(tokenizer), settings, hop_bars or settings.hop_bars)
+    if not result.segments:
+        raise SkipFile(NO_SEGMENTS, f"{result.counts['windows']} window(s), none with notes within the cap")
+    return result
+
+
+def midi_to_segments(
+    path: str | Path, tokenizer: MusicTokenizer, data_cfg: Any, hop_bars: int | None = None
+) -> list[list[int]]:
+    """One MIDI file → its bar-aligned windows in order, as lists of token ids (no BOS/EOS).
+
+    Same windows as the cache. `hop_bars` overrides `data.hop_bars`: pass `data.bars` for
+    non-overlapping windows, e.g. to reconstruct a long piece window by window.
+    Raises UserError naming the file if it is unreadable or gives no segment.
+    """
+    settings = DataConfig.from_cfg(data_cfg)
+    check_compatible(tokenizer, settings)
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        result = segment_file(path, tokenizer, settings, hop_bars)
+    except SkipFile as e:
+        raise UserError(f"{path}: cannot be used ({e})") from None
+    return [segment.tolist() for segment in result.segments]

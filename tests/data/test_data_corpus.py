@@ -1,0 +1,77 @@
+"""Exporting the corpus bundled with music21."""
+
+import pytest
+
+from musicvae.data.corpus import _tune_name, check_corpus_name, export_corpus, split_abc_tunes
+from musicvae.data.segments import midi_to_segments
+from musicvae.errors import UserError
+
+BOOK = """%abc-2.1
+L:1/8
+
+X: 12
+T: First
+K:G
+GABc dedB|
+
+X: 13
+T: Second
+K:D
+DEFG A2A2|
+"""
+
+
+def test_abc_tunebook_splits_into_tunes_with_the_header():
+    tunes = split_abc_tunes(BOOK)
+    assert len(tunes) == 2
+    assert all(t.startswith("%abc-2.1\nL:1/8") for t in tunes)
+    assert "T: First" in tunes[0] and "T: Second" in tunes[1] and "First" not in tunes[1]
+
+
+def test_tune_names(tmp_path):
+    tunes = split_abc_tunes(BOOK)
+    assert _tune_name("oneills1850", tmp_path / "0001-0050.abc", 1, tunes[1]) == "0013"
+    assert _tune_name("ryansMammoth", tmp_path / "AcaciaReel.abc", 0, tunes[0]) == "AcaciaReel"
+
+
+def test_unknown_corpus(tmp_path):
+    with pytest.raises(UserError, match="unknown corpus 'mozart': the bundled corpora are bach, folk"):
+        export_corpus("mozart", tmp_path)
+    check_corpus_name("bach")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bach", "folk"])
+def test_export_a_few_real_files(name, tmp_path, remi_tokenizer):
+    report = export_corpus(name, tmp_path / name, workers=2, limit=4, progress=False)
+    files = sorted((tmp_path / name).rglob("*.mid"))
+    assert report.exported + len(report.failed) == 4  # music21 cannot expand the repeats of a few tunes
+    assert len(files) == report.exported >= 3
+    again = export_corpus(name, tmp_path / name, workers=2, limit=4, progress=False)
+    assert again.exported == 0  # already there: skipped
+    assert not list((tmp_path / name).rglob(".*tmp*"))
+    usable = 0
+    for path in files:
+        try:
+            usable += bool(midi_to_segments(path, remi_tokenizer, {"path": str(tmp_path)}))
+        except UserError as e:  # music21 writes a few folk tunes with odd bars, e.g. 1/32
+            assert "unsupported_time_signature" in str(e)
+    assert usable >= 2
+
+
+@pytest.mark.parametrize(
+    ("abc_body", "first_onsets"), [("G|c d e f|g4|", [3, 4, 5]), ("c d e f|g4|", [0, 1, 2])]
+)
+def test_export_puts_a_pickup_before_the_first_bar_line(tmp_path, abc_body, first_onsets):
+    from symusic import Score
+
+    from musicvae.data.corpus import ExportJob, export_one
+
+    out = tmp_path / "tune.mid"
+    tune = f"X:1\nT:Pickup\nM:4/4\nL:1/4\nK:C\n{abc_body}\n"
+    assert export_one(ExportJob(source="inline", out=str(out), abc_text=tune)) == (str(out), None)
+    score = Score(out)
+    onsets = sorted({n.time / score.ticks_per_quarter for t in score.tracks for n in t.notes})
+    assert onsets[:3] == first_onsets  # the pickup ends where bar 1 starts (beat 4)
+    assert [(ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures][:1] == [(0, 4, 4)]
+    assert not list(tmp_path.glob(".*"))  # no temporary file left

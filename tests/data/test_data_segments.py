@@ -1,0 +1,116 @@
+"""Bar-aligned windows, the token cap, and the split by piece."""
+
+import numpy as np
+import pytest
+
+from musicvae.data import midi_to_segments, tokens_to_midi
+from musicvae.data.config import DataConfig
+from musicvae.data.segments import cut_windows, split_of
+from musicvae.data.tokenize import SkipFile, load_score, token_table
+from musicvae.errors import UserError
+
+
+def onsets_pitches(score):
+    tpq = score.ticks_per_quarter
+    return sorted((n.time / tpq, n.pitch) for t in score.tracks for n in t.notes)
+
+
+@pytest.mark.parametrize(("numerator", "bars", "hop"), [(4, 4, 2), (3, 4, 2), (4, 2, 2), (4, 4, 4)])
+def test_windows_start_on_bar_lines_and_hold_bars(remi_tokenizer, make_piece, tmp_path, numerator, bars, hop):
+    tok = remi_tokenizer
+    path = make_piece(tmp_path / "p.mid", bars=10, numerator=numerator, programs=(0,))
+    segments = midi_to_segments(
+        path, tok, {"path": str(tmp_path), "bars": bars, "hop_bars": hop, "max_tokens": 2048}
+    )
+    starts = list(range(0, 10 - bars + 1, hop))
+    assert len(segments) == len(starts)
+    original = onsets_pitches(load_score(path))
+    bar_beats = numerator  # quarter notes per bar
+    for start, segment in zip(starts, segments, strict=True):
+        assert tok[segment[0]] == "Bar_None" and tok[segment[1]] == f"TimeSig_{numerator}/4"
+        assert sum(tok[i] == "Bar_None" for i in segment) == bars
+        decoded, dropped = tokens_to_midi(tok, segment)
+        assert dropped == 0
+        lo, hi = start * bar_beats, (start + bars) * bar_beats
+        want = [(t - lo, p) for t, p in original if lo <= t < hi]
+        assert onsets_pitches(decoded) == want
+
+
+def test_non_overlapping_windows_for_reconstruction(remi_tokenizer, make_piece, tmp_path):
+    path = make_piece(tmp_path / "p.mid", bars=10)
+    cfg = {"path": str(tmp_path), "bars": 4, "hop_bars": 2, "max_tokens": 2048}
+    assert len(midi_to_segments(path, remi_tokenizer, cfg)) == 4  # bars 0, 2, 4, 6
+    assert len(midi_to_segments(path, remi_tokenizer, cfg, hop_bars=4)) == 2  # bars 0-3, 4-7
+
+
+def test_midi_to_segments_names_the_bad_file(remi_tokenizer, make_piece, tmp_path):
+    short = make_piece(tmp_path / "short.mid", bars=2)
+    with pytest.raises(UserError, match="short.mid.*too_short"):
+        midi_to_segments(short, remi_tokenizer, {"path": str(tmp_path)})
+    junk = tmp_path / "junk.mid"
+    junk.write_text("not a midi file")
+    with pytest.raises(UserError, match="junk.mid.*not_midi"):
+        midi_to_segments(junk, remi_tokenizer, {"path": str(tmp_path)})
+
+
+def _bar(tok, notes: int) -> list[int]:
+    """A bar of `notes` quarter notes (or an empty bar), as ids."""
+    ids = [tok["Bar_None"], tok["TimeSig_4/4"]]
+    for k in range(notes):
+        ids += [tok[f"Position_{(8 * k) % 32}"], tok["Pitch_60"], tok["Velocity_63"], tok["Duration_1.0.8"]]
+    return ids
+
+
+def test_empty_windows_are_dropped_and_counted(remi_tokenizer):
+    tok = remi_tokenizer
+    ids = np.array(_bar(tok, 2) * 2 + _bar(tok, 0) * 6 + _bar(tok, 2) * 2)  # notes in bars 0-1 and 8-9
+    out = cut_windows(ids, token_table(tok), DataConfig(bars=4, hop_bars=2), hop_bars=2)
+    assert out.start_bars == [0, 6]
+    assert out.counts["windows"] == 4 and out.counts["empty_windows"] == 2
+
+
+@pytest.mark.parametrize("overlong", ["truncate", "drop"])
+def test_overlong_windows(remi_tokenizer, overlong):
+    tok = remi_tokenizer
+    table = token_table(tok)
+    ids = np.array(
+        _bar(tok, 4) + _bar(tok, 30) + _bar(tok, 1) * 2
+    )  # one window of 4 bars: 18 + 122 + 6 + 6 = 152 tokens
+    out = cut_windows(
+        ids, table, DataConfig(bars=4, hop_bars=4, max_tokens=50, overlong=overlong), hop_bars=4
+    )
+    if overlong == "drop":
+        assert out.segments == [] and out.counts["overlong_dropped"] == 1
+        return
+    (segment,) = out.segments
+    assert out.counts["overlong_truncated"] == 1
+    assert 40 < len(segment) <= 50
+    assert table.event_start[ids[len(segment)]]  # cut just before an event: no note lost its attributes
+    decoded, dropped = tokens_to_midi(tok, segment.tolist())
+    assert dropped == 0 and len(decoded.tracks[0].notes) == (len(segment) - 4) // 4
+
+
+def test_too_short_piece_is_skipped(remi_tokenizer):
+    ids = np.array(_bar(remi_tokenizer, 1) * 3)
+    with pytest.raises(SkipFile) as info:
+        cut_windows(ids, token_table(remi_tokenizer), DataConfig(bars=4), hop_bars=2)
+    assert info.value.reason == "too_short"
+
+
+def test_split_is_stable_and_proportional():
+    paths = [f"folder{i % 7}/piece{i}.mid" for i in range(3000)]
+    splits = [split_of(p, 0.1, 0.1) for p in paths]
+    assert splits == [split_of(p, 0.1, 0.1) for p in paths]  # a pure function of the path
+    share = {s: splits.count(s) / len(paths) for s in ("train", "val", "test")}
+    assert abs(share["val"] - 0.1) < 0.025 and abs(share["test"] - 0.1) < 0.025
+    assert {split_of(p, 0.0, 0.0) for p in paths} == {"train"}
+
+
+def test_split_is_the_same_in_every_process():
+    """Golden values: a salted hash (Python's hash()) would move pieces between runs."""
+    assert [split_of(p, 0.1, 0.1) for p in ("oneills1850/0013.mid", "j.mid", "bwv1.6.mid", "a.mid")] == [
+        "test",
+        "val",
+        "train",
+        "train",
+    ]
