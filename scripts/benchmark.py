@@ -2,19 +2,25 @@
 
 python scripts/benchmark.py data                         # tokenizing speed, cached load
 python scripts/benchmark.py data data=folk data.limit_files=300
+python scripts/benchmark.py train [device=cuda d_model=512 layers=6 batch_size=32 seq_len=512]
+python scripts/benchmark.py sample [device=cuda length=512 batch_size=8 mode=cross_attention]
 """
 
 import sys
 from pathlib import Path
 
+from musicvae.benchmarks import sample as sample_bench
+from musicvae.benchmarks import train as train_bench
 from musicvae.benchmarks.data import run_data_benchmark
 from musicvae.errors import UserError, exit_on_user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
-# name → function(config_dir, overrides). Add `train` and `sample` here, one entry each.
+# name → function(config_dir, overrides)
 BENCHMARKS = {
     "data": run_data_benchmark,
+    "train": train_bench.main,
+    "sample": sample_bench.main,
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from musicvae.data.choices import check_group_choices
+from musicvae.choices import check_group_choices
 from musicvae.data.prepare import prepare_data
 from musicvae.errors import exit_on_user_error
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from musicvae.data.choices import check_group_choices
+from musicvae.choices import check_group_choices
 from musicvae.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]

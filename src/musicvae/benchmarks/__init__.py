@@ -1,1 +1,21 @@
 """Benchmarks run by scripts/benchmark.py (one function per subcommand)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from musicvae.errors import UserError
+
+
+def size_from_overrides(cls, overrides: Sequence[str]):
+    """`key=value` arguments -> an instance of the size dataclass `cls` (values cast to the field types)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise UserError(f"unknown benchmark setting {item!r}: use key=value with key one of {', '.join(fields)}")
+        kind = type(fields[key].default)
+        values[key] = value if kind is str else kind(value)
+    return cls(**values)

@@ -1,0 +1,82 @@
+"""Decoding z into token sequences: batched ancestral sampling with a KV cache, top-k / top-p, slerp.
+
+Everything here is tensors in, tensors or token lists out; MIDI and files live in sampling.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from musicvae.data import BOS_ID, EOS_ID, PAD_ID
+from musicvae.models.vae import MusicVAE
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0  # token softmax temperature
+    top_k: int = 0  # keep the k most likely tokens (0 = off)
+    top_p: float = 1.0  # nucleus: smallest set with this much probability (1 = off)
+    max_tokens: int = 512  # generated tokens per sequence, EOS included (capped by the model's max_len)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set to -inf every logit outside the top-k and outside the top-p nucleus. logits: (B, V)."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        # drop a token when the tokens ranked above it already hold top_p (the first always stays)
+        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample_tokens(
+    model: MusicVAE,
+    z: torch.Tensor,
+    cfg: SamplingConfig,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """z (B, c) -> B token lists (no BOS, no EOS), decoded from BOS until EOS or cfg.max_tokens.
+
+    With `use_cache` each step feeds only the newest token (per-layer KV cache); without it every
+    step re-runs the whole prefix (the reference the cache is tested and benchmarked against).
+    """
+    model.eval()
+    b = z.shape[0]
+    max_new = min(cfg.max_tokens, model.cfg.max_len - 1)  # BOS + max_new positions must fit
+    seq = torch.full((b, 1), BOS_ID, dtype=torch.long, device=z.device)  # (B, 1)
+    cache = model.decoder.new_cache() if use_cache else None
+    done = torch.zeros(b, dtype=torch.bool, device=z.device)
+    never = [PAD_ID, BOS_ID]  # never targets in training, so their logits are meaningless
+    for _ in range(max_new):
+        step_in = seq[:, -1:] if use_cache else seq
+        logits = model.decode(step_in, z, cache)[:, -1].float()  # (B, V)
+        logits[:, never] = float("-inf")
+        logits = filter_logits(logits / max(cfg.temperature, 1e-6), cfg.top_k, cfg.top_p)
+        nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
+        nxt = nxt.masked_fill(done, PAD_ID)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        done |= nxt == EOS_ID
+        if done.all():
+            break
+    out = []
+    for row in seq[:, 1:].tolist():
+        out.append(row[: row.index(EOS_ID)] if EOS_ID in row else [t for t in row if t != PAD_ID])
+    return out
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between a and b (c,) at t in [0, 1] (MusicVAE); linear if nearly parallel."""
+    a_n, b_n = a / a.norm().clamp_min(1e-8), b / b.norm().clamp_min(1e-8)
+    omega = torch.arccos((a_n * b_n).sum().clamp(-1.0, 1.0))
+    if omega.abs() < 1e-4:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)

@@ -1,0 +1,141 @@
+"""`train(cfg)`: a plain function (tests call it; scripts/train.py is a thin Hydra wrapper around it)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+from musicvae.data import MidiDataModule
+from musicvae.data.tokenize import tokenizer_to_dict
+from musicvae.errors import UserError
+from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+from musicvae.training.module import VAEModule
+
+log = logging.getLogger(__name__)
+
+# Data settings a checkpoint carries, so that sampling cuts and decodes MIDI the way training did.
+DATA_KEYS_IN_CHECKPOINT = ("name", "bars", "hop_bars", "max_tokens", "overlong", "merge_tracks", "keep_drums")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The run's output folder: cfg.output_dir, else Hydra's run dir, else outputs/train/<time>."""
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not inside @hydra.main
+        return Path("outputs/train") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("layers", None)  # expanded into encoder_layers / decoder_layers by the config
+    return VAEModule(
+        model=dict(model, vocab_size=dm.vocab_size, max_len=dm.max_len),
+        kl=OmegaConf.to_container(cfg.kl, resolve=True),
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        max_steps=int(cfg.trainer.max_steps),
+        tokenizer=tokenizer_to_dict(dm.tokenizer),
+        data={k: cfg.data.get(k) for k in DATA_KEYS_IN_CHECKPOINT},
+        au_threshold=float(cfg.eval.au_threshold),
+    )
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = []
+    if cfg.logger.get("csv"):
+        if not (run_dir / "metrics.csv").exists():  # our own config.yaml is there: nothing to lose
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))  # -> run_dir/metrics.csv
+    wb = cfg.logger.get("wandb")
+    if wb:
+        loggers.append(
+            WandbLogger(
+                project=wb.project,
+                save_dir=str(run_dir),
+                offline=wb.mode == "offline",
+                group=wb.get("group"),
+                job_type=wb.get("job_type"),
+                tags=list(wb.get("tags") or []),
+                name=run_dir.name,
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+    return loggers
+
+
+def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
+    """The first n segments of the test split (of val if test is empty), as token lists."""
+    split = dm.datasets["test"] if len(dm.datasets["test"]) else dm.datasets["val"]
+    return [split[i].tolist() for i in range(min(n, len(split)))]
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics."""
+    pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist: give the path of a .ckpt file to resume from")
+
+    dm = MidiDataModule(cfg.data, cfg.tokenizer)
+    dm.prepare_data()
+    dm.setup("fit")
+    module = build_module(cfg, dm)
+
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{step}",
+        monitor="val/elbo",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    callbacks = [checkpoints]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar())
+    loggers = build_loggers(cfg, run_dir)
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        default_root_dir=str(run_dir),
+        logger=loggers or False,
+        callbacks=callbacks,
+    )
+    log.info("run dir: %s | conditioning: %s", run_dir, cfg.model.conditioning.mode)
+    fidelity = None
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        fid = cfg.eval.get("fidelity")
+        if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
+            fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
+            segments = held_out_segments(dm, fid_cfg.n_reconstructions)
+            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir)
+            for lg in loggers:
+                if isinstance(lg, WandbLogger):
+                    lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
+    finally:
+        if any(isinstance(lg, WandbLogger) for lg in loggers):
+            import wandb
+
+            wandb.finish()  # a Hydra multirun logs every run only if each one is finished
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {
+        "run_dir": run_dir,
+        "last_ckpt": checkpoints.last_model_path,
+        "best_ckpt": checkpoints.best_model_path,
+        "global_step": trainer.global_step,
+        "metrics": metrics,
+        "fidelity": fidelity,
+    }
