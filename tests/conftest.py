@@ -139,3 +139,28 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """A tiny VAE trained long enough on 12 synthetic pieces to write notes (session-wide, ~10 s).
+
+    Returns {"ckpt": last checkpoint path, "midi": the pieces' folder, "run_dir": the run folder}.
+    """
+    from musicvae.training.train import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    write_pieces(root / "midi")
+    cfg = _compose(
+        "train",
+        [
+            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
+            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
+            "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
+            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
+            "model.dropout=0.0", "optim.lr=3e-3", "optim.warmup_steps=10", f"output_dir={root / 'run'}",
+            "eval.fidelity.n_reconstructions=0", "eval.fidelity.n_samples=0",
+        ],
+    )  # fmt: skip
+    result = train(cfg)
+    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": result["run_dir"]}
