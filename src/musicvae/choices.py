@@ -25,6 +25,12 @@ def check_group_choices(config_dir: str | Path, overrides: Sequence[str]) -> Non
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
+        if sep and "." in key and (config_dir / key.replace(".", "/")).is_dir():
+            group = key.replace(".", "/")
+            raise UserError(
+                f"{override}: switch the config group with a slash, {group}={value} "
+                f"(a dot would replace the whole {key} node with the string {value!r})"
+            )
         if not sep or key.startswith("hydra") or "." in key or not (config_dir / key).is_dir():
             continue
         choices = group_options(config_dir, key)

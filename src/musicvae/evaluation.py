@@ -22,7 +22,7 @@ from musicvae.data.tokenize import tokens_to_midi
 from musicvae.generate import SamplingConfig
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
-from musicvae.sampling import decode_z, encode_segments, piano_roll_png, score_to_pretty_midi
+from musicvae.sampling import banned_ids, decode_z, encode_segments, piano_roll_png, score_to_pretty_midi
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,9 @@ def evaluate_fidelity(
     recons = []
     if inputs:
         mu, _ = encode_segments(model, inputs, cfg.batch_size)
-        recons = [_midi(tokenizer, ids) for ids in decode_z(model, mu, sampling, cfg.batch_size, gen)]
+        recons = [_midi(tokenizer, ids) for ids in decode_z(model, mu, sampling, cfg.batch_size, gen, banned_ids(tokenizer))]
     z = torch.randn(cfg.n_samples, model.cfg.latent_dim, generator=gen, device=device)
-    priors = [_midi(tokenizer, ids) for ids in decode_z(model, z, sampling, cfg.batch_size, gen)]
+    priors = [_midi(tokenizer, ids) for ids in decode_z(model, z, sampling, cfg.batch_size, gen, banned_ids(tokenizer))]
 
     result = {
         "chroma_sim": _nanmean([chroma_similarity(a, b) for a, b in zip(originals, recons, strict=True)]),

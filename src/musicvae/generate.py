@@ -5,11 +5,13 @@ Everything here is tensors in, tensors or token lists out; MIDI and files live i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
+from musicvae.errors import UserError
 from musicvae.models.vae import MusicVAE
 
 
@@ -19,6 +21,16 @@ class SamplingConfig:
     top_k: int = 0  # keep the k most likely tokens (0 = off)
     top_p: float = 1.0  # nucleus: smallest set with this much probability (1 = off)
     max_tokens: int = 512  # generated tokens per sequence, EOS included (capped by the model's max_len)
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise UserError(f"temperature={self.temperature} must be > 0")
+        if self.top_k < 0:
+            raise UserError(f"top_k={self.top_k} must be >= 0 (0 = off)")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p={self.top_p} must be in (0, 1] (1 = off)")
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens={self.max_tokens} must be at least 1")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -31,6 +43,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
         cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
         # drop a token when the tokens ranked above it already hold top_p (the first always stays)
         drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop_sorted[..., 0] = False  # the most likely token always stays
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -43,11 +56,13 @@ def sample_tokens(
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    banned: Sequence[int] = (PAD_ID, BOS_ID),
 ) -> list[list[int]]:
     """z (B, c) -> B token lists (no BOS, no EOS), decoded from BOS until EOS or cfg.max_tokens.
 
     With `use_cache` each step feeds only the newest token (per-layer KV cache); without it every
     step re-runs the whole prefix (the reference the cache is tested and benchmarked against).
+    `banned` ids are never sampled: special tokens that are never training targets (EOS aside).
     """
     model.eval()
     b = z.shape[0]
@@ -55,12 +70,12 @@ def sample_tokens(
     seq = torch.full((b, 1), BOS_ID, dtype=torch.long, device=z.device)  # (B, 1)
     cache = model.decoder.new_cache() if use_cache else None
     done = torch.zeros(b, dtype=torch.bool, device=z.device)
-    never = [PAD_ID, BOS_ID]  # never targets in training, so their logits are meaningless
+    banned = list(banned)
     for _ in range(max_new):
         step_in = seq[:, -1:] if use_cache else seq
         logits = model.decode(step_in, z, cache)[:, -1].float()  # (B, V)
-        logits[:, never] = float("-inf")
-        logits = filter_logits(logits / max(cfg.temperature, 1e-6), cfg.top_k, cfg.top_p)
+        logits[:, banned] = float("-inf")
+        logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
         nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
         nxt = nxt.masked_fill(done, PAD_ID)
         seq = torch.cat([seq, nxt[:, None]], dim=1)

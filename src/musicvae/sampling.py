@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,13 +17,14 @@ import numpy as np
 import pretty_midi
 import torch
 
+from musicvae.data import BOS_ID, EOS_ID, PAD_ID
 from musicvae.data.datamodule import collate_segments
 from musicvae.data.segments import midi_to_segments
 from musicvae.data.tokenize import tokenizer_from_dict, tokens_to_midi
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, sample_tokens, slerp
 from musicvae.models.vae import MusicVAE
-from musicvae.training.module import CHECKPOINT_FORMAT, VAEModule
+from musicvae.training.module import module_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "reconstruct", "interpolate")
@@ -41,31 +40,12 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     """Rebuild the model and tokenizer from a training checkpoint; one clear UserError if it can't."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ckpt={path} does not exist: pass the .ckpt of a training run (its checkpoints/ folder)")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise UserError(f"ckpt={path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
-    if not isinstance(ckpt, dict) or "musicvae" not in ckpt or "hyper_parameters" not in ckpt:
-        raise UserError(f"ckpt={path} is not a musicvae training checkpoint (no model config in it)")
-    fmt = ckpt["musicvae"].get("format")
-    if fmt != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"ckpt={path} has checkpoint format {fmt} (musicvae {ckpt['musicvae'].get('version')}); this musicvae "
-            f"reads format {CHECKPOINT_FORMAT}: sample it with the version that trained it, or retrain"
-        )
+    ckpt = read_checkpoint(path, device)
     hp = ckpt["hyper_parameters"]
-    try:
-        module = VAEModule(**hp)
-        module.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as e:
-        raise UserError(f"ckpt={path} does not match this version's model ({str(e).splitlines()[0]})") from None
     if not hp.get("tokenizer"):
-        raise UserError(f"ckpt={path} carries no tokenizer: it cannot be decoded to MIDI")
-    model = module.model.to(device).eval()
-    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), dict(hp.get("data") or {}), path)
+        raise UserError(f"{path} carries no tokenizer: it cannot be decoded to MIDI")
+    model = module_from_checkpoint(ckpt, path).model.to(device).eval()
+    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), dict(hp.get("data") or {}), Path(path))
 
 
 # ----- turning z into MIDI files ----------------------------------------------------------------
@@ -82,11 +62,19 @@ def encode_segments(model: MusicVAE, segments: list[list[int]], batch_size: int)
     return torch.cat(mus), torch.cat(logvars)
 
 
-def decode_z(model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, batch_size: int, generator) -> list[list[int]]:
+def decode_z(
+    model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, batch_size: int, generator, banned=(PAD_ID, BOS_ID)
+) -> list[list[int]]:
+    """z (N, c) -> N token lists, decoded in batches."""
     out: list[list[int]] = []
     for i in range(0, len(z), batch_size):
-        out += sample_tokens(model, z[i : i + batch_size], cfg, generator=generator)
+        out += sample_tokens(model, z[i : i + batch_size], cfg, generator=generator, banned=banned)
     return out
+
+
+def banned_ids(tokenizer) -> list[int]:
+    """The tokenizer's special tokens except EOS (PAD, BOS, MASK): never sampled."""
+    return [tokenizer.vocab[t] for t in tokenizer.special_tokens if tokenizer.vocab[t] != EOS_ID]
 
 
 def score_to_pretty_midi(score) -> pretty_midi.PrettyMIDI:
@@ -192,6 +180,12 @@ class SampleRequest:
             raise UserError(f"steps={self.steps}: an interpolation needs at least 2 steps (both ends)")
         if self.n < 1 or self.batch_size < 1:
             raise UserError("n and batch_size must be at least 1")
+        if self.z_temperature < 0:
+            raise UserError(f"z_temperature={self.z_temperature} must be >= 0")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"device={self.device!r}: use cpu or cuda (cuda:N for one GPU)")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
 
 
 def sample(req: SampleRequest) -> dict:
@@ -201,17 +195,18 @@ def sample(req: SampleRequest) -> dict:
     torch.manual_seed(req.seed)
     gen = torch.Generator(device=req.device).manual_seed(req.seed)
     cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)
+    banned = banned_ids(tok)
     out = Path(req.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     if req.mode == "prior":
         z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=req.device) * req.z_temperature
-        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen)]
+        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen, banned)]
     elif req.mode == "reconstruct":
-        z, results = reconstruct_file(loaded, req.input, cfg, req, gen)
+        z, results = reconstruct_file(loaded, req.input, cfg, req, gen, banned)
     else:
         z = interpolation_z(loaded, req.input, req.input2, req.steps, req.batch_size)
-        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen)]
+        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen, banned)]
 
     records, pms = [], []
     for i, windows in enumerate(results):
@@ -234,13 +229,13 @@ def sample(req: SampleRequest) -> dict:
     return summary
 
 
-def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen):
+def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, banned):
     """Cut `path` into the model's non-overlapping bar windows, encode, decode each: one result, in order."""
     bars = int(loaded.data.get("bars", 4))
     segments = midi_to_segments(path, loaded.tokenizer, loaded.data, hop_bars=bars)
     mu, logvar = encode_segments(loaded.model, segments, req.batch_size)
     z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
-    windows = decode_z(loaded.model, z, cfg, req.batch_size, gen)
+    windows = decode_z(loaded.model, z, cfg, req.batch_size, gen, banned)
     return z, [windows]
 
 

@@ -65,3 +65,20 @@ def test_max_tokens_is_capped_by_the_model_length():
     model = tiny_model("prefix")
     out = sample_tokens(model, torch.zeros(1, 6), SamplingConfig(max_tokens=10_000), torch.Generator().manual_seed(0))
     assert len(out[0]) <= model.cfg.max_len - 1
+
+
+def test_a_tiny_top_p_keeps_the_top_token_and_bad_settings_are_errors():
+    from musicvae.errors import UserError
+
+    logits = torch.tensor([[0.0, 3.0, 1.0]])
+    assert torch.isfinite(filter_logits(logits, top_p=1e-9)).tolist() == [[False, True, False]]
+    for bad in ({"top_p": 0.0}, {"temperature": 0.0}, {"top_k": -1}, {"max_tokens": 0}):
+        with pytest.raises(UserError):
+            SamplingConfig(**bad)
+
+
+def test_banned_tokens_are_never_sampled():
+    model = tiny_model("in_attention")
+    out = sample_tokens(model, torch.randn(4, 6), SamplingConfig(max_tokens=30), torch.Generator().manual_seed(0),
+                        banned=(PAD_ID, BOS_ID, 3, 7, 8))  # fmt: skip
+    assert not {3, 7, 8} & {t for s in out for t in s}

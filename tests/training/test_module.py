@@ -15,7 +15,7 @@ def tiny_module(mode="in_attention", **kl):
         dropout=0.0, conditioning={"mode": mode},
     )  # fmt: skip
     optim = dict(lr=3e-3, weight_decay=0.0, betas=[0.9, 0.98], warmup_steps=0, min_lr_ratio=1.0)
-    return VAEModule(model=model, kl=dict({"schedule": "constant", "beta": 0.1}, **kl), optim=optim, max_steps=100)
+    return VAEModule(model=model, kl=dict({"schedule": "constant", "beta": 0.1}, **kl), optim=optim)
 
 
 def fixed_batch(b=4, t=12, seed=0):

@@ -152,3 +152,29 @@ def test_wandb_logger_runs_offline(train_cfg, monkeypatch):
     assert len(runs) == 1
     assert (runs[0] / f"run-{runs[0].name.rsplit('-', 1)[1]}.wandb").stat().st_size > 0  # the run's records
     assert (result["run_dir"] / "metrics.csv").is_file()  # CSV as always, besides wandb
+
+
+def test_resume_with_another_model_is_one_clear_error(train_cfg, tmp_path):
+    from musicvae.errors import UserError
+
+    short = train(train_cfg("trainer.max_steps=2", f"output_dir={tmp_path / 'a'}"))
+    with pytest.raises(UserError, match="other model settings.*d_model"):
+        train(train_cfg("model.d_model=64", f"ckpt_path={short['last_ckpt']}", f"output_dir={tmp_path / 'b'}"))
+    with pytest.raises(UserError, match="does not exist"):
+        train(train_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+
+
+def test_an_empty_validation_split_is_one_clear_error(train_cfg):
+    from musicvae.errors import UserError
+
+    with pytest.raises(UserError, match="data.val_fraction"):
+        train(train_cfg("data.val_fraction=0.0"))
+
+
+def test_a_dot_instead_of_a_slash_is_caught(configs_dir):
+    from musicvae.choices import check_group_choices
+    from musicvae.errors import UserError
+
+    with pytest.raises(UserError, match="model/conditioning=cross_attention"):
+        check_group_choices(configs_dir, ["model.conditioning=cross_attention"])
+    check_group_choices(configs_dir, ["model.conditioning.position=pre_norm", "model/conditioning=none"])  # fine

@@ -75,7 +75,8 @@ class KLConfig:
             if self.total_steps <= self.zero_steps:
                 raise UserError(
                     f"kl.total_steps={self.total_steps} must exceed kl.zero_steps={self.zero_steps} "
-                    "for kl.schedule=cyclical (the cycles span the steps in between)"
+                    "for kl.schedule=cyclical (the cycles span the steps in between); it follows "
+                    "trainer.max_steps by default: set trainer.max_steps (or kl.total_steps) for an epoch-based run"
                 )
 
 

@@ -3,9 +3,9 @@
 Logged every `log_every_n_steps` training steps:
     train/loss, train/recon (nats/segment), train/recon_tok (nats/token), train/kl (nats/segment),
     train/kl_fb (after free bits), train/beta, train/lr
-Logged at every validation (z = mu, as at evaluation):
+Logged at every validation (z = mu, as at evaluation, except val/elbo's sampled z):
     val/recon (nats/token), val/ppl, val/kl (nats/segment), val/elbo (negative ELBO, nats/segment:
-    summed token NLL + KL), val/au (active units), val/mi (I(x;z), minibatch estimate),
+    summed token NLL at one z ~ q(z|x) + KL), val/au (active units), val/mi (I(x;z), minibatch estimate),
     val/zgap (NLL/token with z shuffled across the batch minus NLL with its own z: ~0 = z unused),
     val/recon_acc (teacher-forced token accuracy)
 The KL of each latent dim goes to `kl_per_dim.jsonl` in the run dir (and a wandb histogram), not to
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
+import zipfile
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from musicvae import __version__
+from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, derangement, mutual_information
 from musicvae.models.vae import MusicVAE, VAEConfig
 from musicvae.training.kl import KLConfig, beta_at, free_bits_kl, kl_per_dim
@@ -38,7 +41,6 @@ class VAEModule(pl.LightningModule):
         model: dict,
         kl: dict,
         optim: dict,
-        max_steps: int,
         tokenizer: dict | None = None,
         data: dict | None = None,
         au_threshold: float = 0.01,
@@ -83,57 +85,65 @@ class VAEModule(pl.LightningModule):
         return loss
 
     # ----- validation: accumulate sums over the split, reduce once at the end --------------------
+    SUM_KEYS = ("nll", "nll_sampled", "tokens", "correct", "segments", "kl",
+                "gap_nll_own", "gap_nll_shuffled", "gap_tokens", "mi", "mi_segments")  # fmt: skip
+
     def on_validation_epoch_start(self):
-        self._val, self._val_mu = {}, []
+        # Every key exists on every rank from the start, so the DDP reductions always match.
+        self._val = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in self.SUM_KEYS}
+        self._val["kl_dims"] = torch.zeros(self.model.cfg.latent_dim, dtype=torch.float64, device=self.device)
+        self._val_mu = []
 
     def _accumulate(self, **sums: torch.Tensor) -> None:
         for k, v in sums.items():
-            v = v.detach().double()
-            self._val[k] = self._val[k] + v if k in self._val else v
+            self._val[k] += v.detach().double()
 
     def validation_step(self, batch, batch_idx):
         tokens, mask = batch
         b = tokens.shape[0]
+        gen = torch.Generator().manual_seed(batch_idx)  # the same shuffles and samples at every validation
         mu, logvar = self.model.encode(tokens, mask)  # (B, c)
         mu, logvar = mu.float(), logvar.float()
-        logits = self.model.decode(tokens[:, :-1], mu)
+        logits = self.model.decode(tokens[:, :-1], mu)  # z = mu: recon, accuracy and the z-gap
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
+        eps = torch.randn(mu.shape, generator=gen).to(mu.device)
+        z = mu + eps * torch.exp(0.5 * logvar)  # z ~ q(z|x): the ELBO's reconstruction term
+        nll_sampled = self.token_nll(self.model.decode(tokens[:, :-1], z), tokens, mask)
         target_mask = mask[:, 1:]
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
         kl_dims = kl_per_dim(mu, logvar)  # (B, c)
-        sums = dict(
-            nll=nll.sum(), tokens=target_mask.sum(), correct=correct.sum(), segments=torch.tensor(b),
-            kl=kl_dims.sum(), kl_dims=kl_dims.sum(0),
+        self._accumulate(
+            nll=nll.sum(), nll_sampled=nll_sampled.sum(), tokens=target_mask.sum(), correct=correct.sum(),
+            segments=torch.tensor(b), kl=kl_dims.sum(), kl_dims=kl_dims.sum(0),
         )  # fmt: skip
         self._val_mu.append(mu.detach())
         if b >= 2:  # the z-shuffle gap and MI need at least two segments in the batch
-            gen = torch.Generator().manual_seed(batch_idx)
             perm = derangement(b, generator=gen).to(mu.device)
             nll_shuffled = self.token_nll(self.model.decode(tokens[:, :-1], mu[perm]), tokens, mask)
-            sums.update(
+            self._accumulate(
                 gap_nll_own=nll.sum(), gap_nll_shuffled=nll_shuffled.sum(), gap_tokens=target_mask.sum(),
                 mi=torch.tensor(mutual_information(mu, logvar, generator=gen) * b), mi_segments=torch.tensor(b),
             )  # fmt: skip
-        self._accumulate(**sums)
 
     def on_validation_epoch_end(self):
-        if not self._val:
-            return
-        s = {k: self.trainer.strategy.reduce(v.to(self.device), reduce_op="sum") for k, v in self._val.items()}
+        s = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._val.items()}
+        mu = torch.cat(self._val_mu) if self._val_mu else torch.zeros(0, self.model.cfg.latent_dim, device=self.device)
+        mu_all = self.all_gather(mu).reshape(-1, self.model.cfg.latent_dim)  # (N, c)
         n = s["segments"]
+        if n == 0:
+            return
         recon_tok = s["nll"] / s["tokens"]
         kl_seg = s["kl"] / n
-        mu_all = self.all_gather(torch.cat(self._val_mu)).reshape(-1, self.model.cfg.latent_dim)  # (N, c)
         n_active, _ = active_units(mu_all.float(), self.hparams.au_threshold) if len(mu_all) > 1 else (0, None)
         metrics = {
             "val/recon": recon_tok,
             "val/ppl": torch.exp(recon_tok),
             "val/kl": kl_seg,
-            "val/elbo": s["nll"] / n + kl_seg,
+            "val/elbo": s["nll_sampled"] / n + kl_seg,  # -ELBO, one z ~ q(z|x) per segment
             "val/au": torch.tensor(float(n_active)),
             "val/recon_acc": s["correct"] / s["tokens"],
         }
-        if "gap_tokens" in s:
+        if s["gap_tokens"] > 0:
             metrics["val/zgap"] = (s["gap_nll_shuffled"] - s["gap_nll_own"]) / s["gap_tokens"]
             metrics["val/mi"] = s["mi"] / s["mi_segments"]
         self.log_dict({k: v.float() for k, v in metrics.items()}, sync_dist=False)
@@ -164,8 +174,9 @@ class VAEModule(pl.LightningModule):
             lr=cfg["lr"],
             betas=tuple(cfg["betas"]),
         )
+        total = int(self.trainer.estimated_stepping_batches)  # max_steps, or max_epochs x batches per epoch
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, cfg["warmup_steps"], self.hparams.max_steps, cfg["min_lr_ratio"])
+            opt, lambda step: lr_factor(step, cfg["warmup_steps"], total, cfg["min_lr_ratio"])
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -179,3 +190,46 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
+    """Load a musicvae training checkpoint as a dict; one clear UserError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass the .ckpt of a training run (its checkpoints/ folder)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
+    if not isinstance(ckpt, dict) or "musicvae" not in ckpt or "hyper_parameters" not in ckpt:
+        raise UserError(f"{path} is not a musicvae training checkpoint (no model config in it)")
+    fmt = ckpt["musicvae"].get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} has checkpoint format {fmt} (musicvae {ckpt['musicvae'].get('version')}); this musicvae "
+            f"reads format {CHECKPOINT_FORMAT}: use the version that trained it, or retrain"
+        )
+    return ckpt
+
+
+def module_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> VAEModule:
+    """The VAEModule a `read_checkpoint` dict describes, with its weights."""
+    try:
+        module = VAEModule(**ckpt["hyper_parameters"])
+        module.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, KeyError) as e:
+        raise UserError(f"{path} does not match this version's model ({str(e).splitlines()[0]})") from None
+    return module
+
+
+def check_resumable(ckpt: dict, module: VAEModule, path: str | Path) -> None:
+    """UserError when the new run's model, tokenizer or data differ from those the checkpoint trained."""
+    old = ckpt["hyper_parameters"]
+    for key in ("model", "tokenizer", "data"):
+        if old.get(key) != module.hparams.get(key):
+            diff = sorted(k for k in set(old.get(key) or {}) | set(module.hparams.get(key) or {})
+                          if (old.get(key) or {}).get(k) != (module.hparams.get(key) or {}).get(k))  # fmt: skip
+            raise UserError(
+                f"ckpt_path={path} was trained with other {key} settings ({', '.join(diff[:5])} differ): "
+                f"resume with the run's own config (its config.yaml), or start a new run"
+            )

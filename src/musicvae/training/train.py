@@ -16,7 +16,7 @@ from musicvae.data import MidiDataModule
 from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
-from musicvae.training.module import VAEModule
+from musicvae.training.module import VAEModule, check_resumable, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
         model=dict(model, vocab_size=dm.vocab_size, max_len=dm.max_len),
         kl=OmegaConf.to_container(cfg.kl, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        max_steps=int(cfg.trainer.max_steps),
         tokenizer=tokenizer_to_dict(dm.tokenizer),
         data={k: cfg.data.get(k) for k in DATA_KEYS_IN_CHECKPOINT},
         au_threshold=float(cfg.eval.au_threshold),
@@ -73,6 +72,17 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
+def check_splits(dm: MidiDataModule) -> None:
+    """UserError when a split is too small to train or validate on (the split is by piece)."""
+    sizes = {split: len(dm.datasets[split]) for split in ("train", "val")}
+    if sizes["train"] == 0 or sizes["val"] < 2:
+        pieces = dm.manifest["files"]["tokenized"]
+        raise UserError(
+            f"{pieces} usable piece(s) gave {sizes['train']} train and {sizes['val']} val segments: add MIDI files "
+            f"to {dm.settings.path}, or raise data.val_fraction (pieces are split whole, not segments)"
+        )
+
+
 def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
     """The first n segments of the test split (of val if test is empty), as token lists."""
     split = dm.datasets["test"] if len(dm.datasets["test"]) else dm.datasets["val"]
@@ -85,14 +95,18 @@ def train(cfg: DictConfig) -> dict:
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if not cfg.get("ckpt_path"):  # a fresh run in a reused folder: its CSV is rewritten, so is this
+        (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
 
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist: give the path of a .ckpt file to resume from")
+    resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # fail early, before the data
 
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
     dm.prepare_data()
     dm.setup("fit")
+    check_splits(dm)
     module = build_module(cfg, dm)
+    if resume is not None:
+        check_resumable(resume, module, cfg.ckpt_path)
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
