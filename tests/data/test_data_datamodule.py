@@ -129,3 +129,24 @@ def test_plain_dicts_work(midi_folder, tmp_path, compose_cfg):
     dm.prepare_data()
     tokens, mask = next(iter(dm.train_dataloader()))
     assert tokens.shape[0] == 2 and dm.manifest["name"] == "mine"
+
+
+def test_length_grouped_batches_cover_every_segment_once_with_less_padding():
+    import numpy as np
+    import torch
+
+    from musicvae.data.datamodule import LengthGroupedBatches
+
+    torch.manual_seed(0)
+    lengths = np.random.default_rng(0).integers(20, 300, size=1000)
+    sampler = LengthGroupedBatches(lengths, batch_size=16, pool=10)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 63
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+
+    def padded(bs):
+        return sum(len(b) * lengths[b].max() for b in bs)
+
+    random_batches = [list(range(i, min(i + 16, 1000))) for i in range(0, 1000, 16)]
+    assert padded(batches) < 0.75 * padded(random_batches)
+    assert [b[0] for b in batches] != [b[0] for b in LengthGroupedBatches(lengths, 16, 10)]  # reshuffled per epoch

@@ -51,6 +51,7 @@ class DataConfig:
     workers: int | None = None
     transpose: int = 5
     batch_size: int = 32
+    group_by_length: bool = True
     loader_workers: int = 0
 
     @classmethod
