@@ -5,43 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicvae.models.vae import MusicVAE, VAEConfig
-
-VOCAB, MAX_LEN, C = 40, 12, 8
-
-
-
-CONDITIONINGS = [
-    {"mode": "none"},
-    {"mode": "embedding"},
-    {"mode": "prefix"},
-    {"mode": "in_attention", "position": "post_norm"},
-    {"mode": "in_attention", "position": "pre_norm"},
-    {"mode": "in_attention", "position": "residual"},
-    {"mode": "in_attention", "position": "post_norm", "per_layer": True},
-    {"mode": "cross_attention", "n_memory": 3},
-]
-
-
-def _id(cond: dict) -> str:
-    return "-".join(str(v) for v in cond.values())
-
-
-def make_model(conditioning: dict) -> MusicVAE:
-    torch.manual_seed(0)
-    cfg = VAEConfig(
-        vocab_size=VOCAB, max_len=MAX_LEN, d_model=32, heads=4, encoder_layers=2, decoder_layers=2,
-        latent_dim=C, ff_mult=2, dropout=0.1, pooling="summary", conditioning=dict(conditioning),
-    )  # fmt: skip
-    return MusicVAE(cfg).eval()  # eval: dropout would make two passes differ
+from model_cases import CONDITIONINGS, MAX_LEN, VOCAB, WITH_Z, C, case_id, tiny_vae
 
 
 def other_tokens(tokens: torch.Tensor) -> torch.Tensor:
     """A different id at every position."""
     return (tokens + torch.randint(1, VOCAB, tokens.shape)) % VOCAB
 
+def make_model(conditioning: dict):
+    return tiny_vae(conditioning, encoder_layers=2, dropout=0.1)  # eval: dropout would make two passes differ
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_decoder_is_causal(conditioning):
     model = make_model(conditioning)
     torch.manual_seed(1)
@@ -67,7 +42,7 @@ def test_decoder_is_causal(conditioning):
             )
 
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_future_tokens_do_not_leak_through_batch(conditioning):
     """Sequences in a batch are independent: changing one row leaves the other rows' logits alone."""
     model = make_model(conditioning)
@@ -92,7 +67,7 @@ def test_none_ignores_z_exactly():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("conditioning", [c for c in CONDITIONINGS if c["mode"] != "none"], ids=_id)
+@pytest.mark.parametrize("conditioning", WITH_Z, ids=case_id)
 def test_logits_depend_on_z(conditioning):
     model = make_model(conditioning)
     torch.manual_seed(3)
@@ -104,7 +79,7 @@ def test_logits_depend_on_z(conditioning):
     assert (a - b).abs().amax(-1).min() > 1e-4
 
 
-@pytest.mark.parametrize("conditioning", [c for c in CONDITIONINGS if c["mode"] != "none"], ids=_id)
+@pytest.mark.parametrize("conditioning", WITH_Z, ids=case_id)
 def test_z_rows_are_per_sequence(conditioning):
     """Row i of z conditions row i of the batch only."""
     model = make_model(conditioning)

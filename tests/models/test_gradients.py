@@ -6,35 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musicvae.models.vae import MusicVAE, VAEConfig
-
-VOCAB, MAX_LEN, C = 40, 12, 8
-
-
-
-CONDITIONINGS = [
-    {"mode": "none"},
-    {"mode": "embedding"},
-    {"mode": "prefix"},
-    {"mode": "in_attention", "position": "post_norm"},
-    {"mode": "in_attention", "position": "pre_norm"},
-    {"mode": "in_attention", "position": "residual"},
-    {"mode": "in_attention", "position": "residual", "per_layer": True, "bias": True},
-    {"mode": "cross_attention", "n_memory": 3},
-]
-
-
-def _id(cond: dict) -> str:
-    return "-".join(str(v) for v in cond.values())
+from model_cases import CONDITIONINGS, MAX_LEN, VOCAB, WITH_Z, case_id, tiny_vae
+from musicvae.models.vae import MusicVAE
 
 
 def make_model(conditioning: dict, pooling: str = "summary") -> MusicVAE:
-    torch.manual_seed(0)
-    cfg = VAEConfig(
-        vocab_size=VOCAB, max_len=MAX_LEN, d_model=32, heads=4, encoder_layers=2, decoder_layers=2,
-        latent_dim=C, ff_mult=2, dropout=0.0, pooling=pooling, conditioning=dict(conditioning),
-    )  # fmt: skip
-    return MusicVAE(cfg)
+    return tiny_vae(conditioning, pooling, encoder_layers=2).train()
 
 
 def recon_backward(model: MusicVAE, sample: bool):
@@ -57,7 +34,7 @@ def encoder_grad_norm(model: MusicVAE) -> float:
 
 
 @pytest.mark.parametrize("pooling", ["summary", "mean"])
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_recon_loss_reaches_encoder(conditioning, pooling):
     model = make_model(conditioning, pooling).train()
     out = recon_backward(model, sample=True)
@@ -72,7 +49,7 @@ def test_recon_loss_reaches_encoder(conditioning, pooling):
     assert model.encoder.blocks[0].attn.q.weight.grad.abs().sum() > 0  # deep into the encoder
 
 
-@pytest.mark.parametrize("conditioning", [c for c in CONDITIONINGS if c["mode"] != "none"], ids=_id)
+@pytest.mark.parametrize("conditioning", WITH_Z, ids=case_id)
 def test_eval_path_z_is_mu_and_differentiable(conditioning):
     model = make_model(conditioning).eval()
     out = recon_backward(model, sample=False)
@@ -81,7 +58,7 @@ def test_eval_path_z_is_mu_and_differentiable(conditioning):
     assert encoder_grad_norm(model) > 0
 
 
-@pytest.mark.parametrize("conditioning", [c for c in CONDITIONINGS if c["mode"] != "none"], ids=_id)
+@pytest.mark.parametrize("conditioning", WITH_Z, ids=case_id)
 def test_every_conditioning_parameter_gets_gradient(conditioning):
     """All of z's projections are used (with per_layer: every layer's own Linear)."""
     model = make_model(conditioning).train()

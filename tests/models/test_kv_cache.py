@@ -5,35 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicvae.models.vae import MusicVAE, VAEConfig
-
-VOCAB, MAX_LEN, C = 40, 12, 8
-
-
-
-CONDITIONINGS = [
-    {"mode": "none"},
-    {"mode": "embedding"},
-    {"mode": "prefix"},
-    {"mode": "in_attention", "position": "post_norm"},
-    {"mode": "in_attention", "position": "pre_norm"},
-    {"mode": "in_attention", "position": "residual"},
-    {"mode": "in_attention", "position": "pre_norm", "per_layer": True, "bias": True},
-    {"mode": "cross_attention", "n_memory": 3},
-]
-
-
-def _id(cond: dict) -> str:
-    return "-".join(str(v) for v in cond.values())
+from model_cases import CONDITIONINGS, MAX_LEN, VOCAB, WITH_Z, C, case_id, tiny_vae
+from musicvae.models.vae import MusicVAE
 
 
 def make_model(conditioning: dict) -> MusicVAE:
-    torch.manual_seed(0)
-    cfg = VAEConfig(
-        vocab_size=VOCAB, max_len=MAX_LEN, d_model=32, heads=4, encoder_layers=1, decoder_layers=2,
-        latent_dim=C, ff_mult=2, dropout=0.1, pooling="summary", conditioning=dict(conditioning),
-    )  # fmt: skip
-    return MusicVAE(cfg).eval()
+    return tiny_vae(conditioning, dropout=0.1)  # eval mode: the cache must also hold with dropout configured
 
 
 def incremental(model: MusicVAE, tokens: torch.Tensor, z: torch.Tensor, chunks: list[int]) -> torch.Tensor:
@@ -54,7 +31,7 @@ CHUNKINGS = {
 
 
 @pytest.mark.parametrize("chunking", CHUNKINGS, ids=list(CHUNKINGS))
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_cache_matches_full_pass(conditioning, chunking):
     model = make_model(conditioning)
     torch.manual_seed(1)
@@ -67,7 +44,7 @@ def test_cache_matches_full_pass(conditioning, chunking):
     torch.testing.assert_close(steps, full, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_cache_length_and_state(conditioning):
     model = make_model(conditioning)
     torch.manual_seed(2)
@@ -87,7 +64,7 @@ def test_cache_length_and_state(conditioning):
         assert all(c.length == model.conditioning.n_memory for c in cache.cross_attn)  # computed once
 
 
-@pytest.mark.parametrize("conditioning", [c for c in CONDITIONINGS if c["mode"] != "none"], ids=_id)
+@pytest.mark.parametrize("conditioning", WITH_Z, ids=case_id)
 def test_cache_keeps_first_z(conditioning):
     """The z given at the first step conditions the whole incremental decode."""
     model = make_model(conditioning)

@@ -5,37 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicvae.models.vae import MusicVAE, VAEConfig
-
-VOCAB, MAX_LEN, D, C = 40, 12, 32, 8
-
+from model_cases import CONDITIONINGS, MAX_LEN, VOCAB, C, D, case_id, tiny_vae
+from musicvae.models.vae import MusicVAE
 
 
-CONDITIONINGS = [
-    {"mode": "none"},
-    {"mode": "embedding"},
-    {"mode": "prefix"},
-    {"mode": "in_attention", "position": "post_norm"},
-    {"mode": "in_attention", "position": "pre_norm"},
-    {"mode": "in_attention", "position": "residual"},
-    {"mode": "in_attention", "position": "post_norm", "per_layer": True, "bias": True},
-    {"mode": "cross_attention", "n_memory": 3},
-]
-
-
-def _id(cond: dict) -> str:
-    return "-".join(str(v) for v in cond.values())
-
-
-def make_model(
-    conditioning: dict, pooling: str = "summary", latent_dim: int = C, layers: int = 2
-) -> MusicVAE:
-    torch.manual_seed(0)
-    cfg = VAEConfig(
-        vocab_size=VOCAB, max_len=MAX_LEN, d_model=D, heads=4, encoder_layers=layers, decoder_layers=layers,
-        latent_dim=latent_dim, ff_mult=2, dropout=0.0, pooling=pooling, conditioning=dict(conditioning),
-    )  # fmt: skip
-    return MusicVAE(cfg).eval()
+def make_model(conditioning: dict, pooling: str = "summary", latent_dim: int = C, layers: int = 2) -> MusicVAE:
+    return tiny_vae(conditioning, pooling, latent_dim, encoder_layers=layers, decoder_layers=layers)
 
 
 def batch(b: int = 3, t: int = MAX_LEN) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +22,7 @@ def batch(b: int = 3, t: int = MAX_LEN) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("pooling", ["summary", "mean"])
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_forward_shapes(conditioning, pooling):
     model = make_model(conditioning, pooling)
     tokens, mask = batch()
@@ -64,7 +39,7 @@ def test_forward_shapes(conditioning, pooling):
     assert torch.equal(out.z, out.mu)
 
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_train_mode_samples_z(conditioning):
     model = make_model(conditioning).train()
     tokens, mask = batch()
@@ -74,7 +49,7 @@ def test_train_mode_samples_z(conditioning):
     assert not torch.equal(out.z, out.mu)  # reparameterized sample, not the mean
 
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 @pytest.mark.parametrize("latent_dim", [8, 32, 48])
 def test_latent_dim_independent_of_d_model(conditioning, latent_dim):
     model = make_model(conditioning, latent_dim=latent_dim)
@@ -86,7 +61,7 @@ def test_latent_dim_independent_of_d_model(conditioning, latent_dim):
     assert mu.shape == logvar.shape == (3, latent_dim)
 
 
-@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=_id)
+@pytest.mark.parametrize("conditioning", CONDITIONINGS, ids=case_id)
 def test_decode_full_max_len(conditioning):
     """The decoder accepts max_len tokens (prefix mode's extra position included)."""
     model = make_model(conditioning)

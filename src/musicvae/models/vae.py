@@ -70,6 +70,9 @@ class MusicVAE(nn.Module):
         for m in cond.modules():
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
+        # Likewise the posterior head: at std 0.02, mu barely varies across segments while z's noise has
+        # std 1, so the decoder first learns that z is noise and the encoder lags behind (He et al. 2019).
+        self.encoder.to_posterior.reset_parameters()
 
     @property
     def conditioning(self):
