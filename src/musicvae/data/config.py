@@ -51,7 +51,7 @@ class DataConfig:
     workers: int | None = None
     transpose: int = 5
     batch_size: int = 32
-    group_by_length: bool = True
+    group_by_length: bool = False
     loader_workers: int = 0
 
     @classmethod
