@@ -19,7 +19,7 @@ import torch
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
 from musicvae.data.datamodule import collate_segments
-from musicvae.data.segments import midi_to_segments
+from musicvae.data.segments import midi_to_segments, midi_to_windows
 from musicvae.data.tokenize import tokenizer_from_dict, tokens_to_midi
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, sample_tokens, slerp
@@ -230,13 +230,22 @@ def sample(req: SampleRequest) -> dict:
 
 
 def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, banned):
-    """Cut `path` into the model's non-overlapping bar windows, encode, decode each: one result, in order."""
+    """Cut `path` into the model's non-overlapping bar windows, encode, decode each: one result, in order.
+
+    Windows the data rules drop (no notes) keep their place in time as empty bars, so a piece with a
+    silent stretch is not pulled together. Bars after the last whole window are not reconstructed.
+    """
     bars = int(loaded.data.get("bars", 4))
-    segments = midi_to_segments(path, loaded.tokenizer, loaded.data, hop_bars=bars)
-    mu, logvar = encode_segments(loaded.model, segments, req.batch_size)
+    windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
+    mu, logvar = encode_segments(loaded.model, [w.tolist() for w in windows.segments], req.batch_size)
     z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
-    windows = decode_z(loaded.model, z, cfg, req.batch_size, gen, banned)
-    return z, [windows]
+    decoded = decode_z(loaded.model, z, cfg, req.batch_size, gen, banned)
+    bar = loaded.tokenizer.vocab["Bar_None"]
+    ids, next_bar = [], 0
+    for start, window in zip(windows.start_bars, decoded, strict=True):
+        ids += [bar] * (start - next_bar) + window  # empty bars stand in for dropped windows
+        next_bar = start + bars
+    return z, [[ids]]
 
 
 def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int) -> torch.Tensor:

@@ -136,3 +136,23 @@ def test_malformed_token_sequences_still_write_valid_midi(remi_tokenizer, tmp_pa
                                             "Velocity_63", "Duration_1.0.8")]  # fmt: skip
     write_midi(remi_tokenizer, ts, tmp_path / "ts.mid")
     assert len(notes(tmp_path / "ts.mid")) == 2
+
+
+def test_reconstruction_keeps_a_silent_stretch_in_place(tiny_run, tmp_path, monkeypatch):
+    import musicvae.sampling as sampling
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    piano = pretty_midi.Instrument(program=0)
+    for beat in list(range(0, 16)) + list(range(32, 48)):  # bars 0-3 and 8-11; bars 4-7 are silent
+        piano.notes.append(pretty_midi.Note(80, 60 + beat % 5, beat * 0.5, beat * 0.5 + 0.5))
+    pm.instruments.append(piano)
+    pm.write(str(tmp_path / "gap.mid"))
+    # One marker token per decoded window, so the reassembly itself is what is checked.
+    monkeypatch.setattr(sampling, "decode_z", lambda model, z, *args: [[1000 + i] for i in range(len(z))])
+    loaded = load_checkpoint(tiny_run["ckpt"])
+    req = SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="reconstruct", input=str(tmp_path / "gap.mid"))
+    z, results = sampling.reconstruct_file(loaded, str(tmp_path / "gap.mid"), SamplingConfig(), req, None, ())
+    bar = loaded.tokenizer.vocab["Bar_None"]
+    assert len(z) == 2  # the silent window is not encoded
+    assert results == [[[1000, bar, bar, bar, bar, 1001]]]  # ... but its four bars keep their place

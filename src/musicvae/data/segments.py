@@ -114,10 +114,10 @@ def segment_file(
     return result
 
 
-def midi_to_segments(
+def midi_to_windows(
     path: str | Path, tokenizer: MusicTokenizer, data_cfg: Any, hop_bars: int | None = None
-) -> list[list[int]]:
-    """One MIDI file → its bar-aligned windows in order, as lists of token ids (no BOS/EOS).
+) -> FileSegments:
+    """One MIDI file → its bar-aligned windows in order (token arrays, no BOS/EOS) and their start bars.
 
     Same windows as the cache. `hop_bars` overrides `data.hop_bars`: pass `data.bars` for
     non-overlapping windows, e.g. to reconstruct a long piece window by window.
@@ -129,7 +129,13 @@ def midi_to_segments(
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        result = segment_file(path, tokenizer, settings, hop_bars)
+        return segment_file(path, tokenizer, settings, hop_bars)
     except SkipFile as e:
         raise UserError(f"{path}: cannot be used ({e})") from None
-    return [segment.tolist() for segment in result.segments]
+
+
+def midi_to_segments(
+    path: str | Path, tokenizer: MusicTokenizer, data_cfg: Any, hop_bars: int | None = None
+) -> list[list[int]]:
+    """`midi_to_windows`' token ids as lists."""
+    return [segment.tolist() for segment in midi_to_windows(path, tokenizer, data_cfg, hop_bars).segments]
