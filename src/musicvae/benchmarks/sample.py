@@ -70,9 +70,7 @@ def run_sample_benchmark(size: SampleBenchSize, device: str = "cpu") -> dict:
 
 def main(config_dir: str, overrides: Sequence[str]) -> dict:
     """python scripts/benchmark.py sample [device=cuda] [length=512 batch_size=8 mode=cross_attention ...]"""
-    args = [o for o in overrides if not o.startswith("device=")]
-    device = next((o.split("=", 1)[1] for o in overrides if o.startswith("device=")), "cpu")
-    size = size_from_overrides(SampleBenchSize, args)
+    size, device = size_from_overrides(SampleBenchSize, overrides)
     result = run_sample_benchmark(size, device)
     console = Console()
     console.print(f"[bold]sample benchmark[/bold] ({device}, {torch.get_num_threads()} threads): {asdict(size)}")

@@ -110,9 +110,7 @@ def _sync(device: torch.device) -> None:
 
 def main(config_dir: str, overrides: Sequence[str]) -> dict:
     """python scripts/benchmark.py train [device=cuda] [d_model=512 layers=6 batch_size=32 seq_len=512 ...]"""
-    args = [o for o in overrides if not o.startswith("device=")]
-    device = next((o.split("=", 1)[1] for o in overrides if o.startswith("device=")), "cpu")
-    size = size_from_overrides(TrainBenchSize, args)
+    size, device = size_from_overrides(TrainBenchSize, overrides)
     result = run_train_benchmark(size, device)
     console = Console()
     console.print(f"[bold]train benchmark[/bold] ({device}, {torch.get_num_threads()} threads): {asdict(size)}")
