@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.data.tokenize import tokens_to_midi
 from musicvae.generate import SamplingConfig
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
-from musicvae.sampling import banned_ids, decode_z, encode_segments, piano_roll_png, score_to_pretty_midi
+from musicvae.sampling import banned_ids, decode_z, encode_segments, piano_roll_png, tokens_to_pretty_midi
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class FidelityConfig:
 
 
 def _midi(tokenizer, ids):
-    return score_to_pretty_midi(tokens_to_midi(tokenizer, ids)[0])
+    return tokens_to_pretty_midi(tokenizer, ids)[0]
 
 
 def _nanmean(values: list[float]) -> float | None:
@@ -56,6 +55,7 @@ def evaluate_fidelity(
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     sampling = SamplingConfig(cfg.temperature, 0, cfg.top_p, model.cfg.max_len - 1)
+    banned = banned_ids(tokenizer)
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
 
@@ -64,9 +64,9 @@ def evaluate_fidelity(
     recons = []
     if inputs:
         mu, _ = encode_segments(model, inputs, cfg.batch_size)
-        recons = [_midi(tokenizer, ids) for ids in decode_z(model, mu, sampling, cfg.batch_size, gen, banned_ids(tokenizer))]
+        recons = [_midi(tokenizer, ids) for ids in decode_z(model, mu, sampling, cfg.batch_size, gen, banned)]
     z = torch.randn(cfg.n_samples, model.cfg.latent_dim, generator=gen, device=device)
-    priors = [_midi(tokenizer, ids) for ids in decode_z(model, z, sampling, cfg.batch_size, gen, banned_ids(tokenizer))]
+    priors = [_midi(tokenizer, ids) for ids in decode_z(model, z, sampling, cfg.batch_size, gen, banned)]
 
     result = {
         "chroma_sim": _nanmean([chroma_similarity(a, b) for a, b in zip(originals, recons, strict=True)]),

@@ -98,10 +98,15 @@ def score_to_pretty_midi(score) -> pretty_midi.PrettyMIDI:
     return pm
 
 
+def tokens_to_pretty_midi(tokenizer, ids: list[int]) -> tuple[pretty_midi.PrettyMIDI, int]:
+    """Decode token ids (malformed events dropped) -> (PrettyMIDI, tokens dropped)."""
+    score, dropped = tokens_to_midi(tokenizer, ids)
+    return score_to_pretty_midi(score), dropped
+
+
 def write_midi(tokenizer, ids: list[int], path: Path) -> tuple[pretty_midi.PrettyMIDI, int]:
     """Decode token ids to `path` (always a valid MIDI file). Returns it as PrettyMIDI and the tokens dropped."""
-    score, dropped = tokens_to_midi(tokenizer, ids)
-    pm = score_to_pretty_midi(score)
+    pm, dropped = tokens_to_pretty_midi(tokenizer, ids)
     pm.write(str(path))
     return pm, dropped
 
@@ -201,16 +206,16 @@ def sample(req: SampleRequest) -> dict:
 
     if req.mode == "prior":
         z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=req.device) * req.z_temperature
-        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen, banned)]
+        results = decode_z(model, z, cfg, req.batch_size, gen, banned)
     elif req.mode == "reconstruct":
-        z, results = reconstruct_file(loaded, req.input, cfg, req, gen, banned)
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, banned)
+        results = [piece]  # one piece, its windows reassembled in order
     else:
         z = interpolation_z(loaded, req.input, req.input2, req.steps, req.batch_size)
-        results = [[ids] for ids in decode_z(model, z, cfg, req.batch_size, gen, banned)]
+        results = decode_z(model, z, cfg, req.batch_size, gen, banned)
 
     records, pms = [], []
-    for i, windows in enumerate(results):
-        ids = [t for w in windows for t in w]  # windows of one piece, in order
+    for i, ids in enumerate(results):
         name = f"{req.mode}_{i:03d}"
         pm, dropped = write_midi(tok, ids, out / f"{name}.mid")
         pms.append(pm)
@@ -230,7 +235,7 @@ def sample(req: SampleRequest) -> dict:
 
 
 def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, banned):
-    """Cut `path` into the model's non-overlapping bar windows, encode, decode each: one result, in order.
+    """Cut `path` into the model's non-overlapping bar windows, encode, decode each: (z, the piece's ids).
 
     Windows the data rules drop (no notes) keep their place in time as empty bars, so a piece with a
     silent stretch is not pulled together. Bars after the last whole window are not reconstructed.
@@ -245,7 +250,7 @@ def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, r
     for start, window in zip(windows.start_bars, decoded, strict=True):
         ids += [bar] * (start - next_bar) + window  # empty bars stand in for dropped windows
         next_bar = start + bars
-    return z, [[ids]]
+    return z, ids
 
 
 def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int) -> torch.Tensor:

@@ -83,8 +83,10 @@ class MusicVAE(nn.Module):
         return self.encoder(tokens, mask)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """z = mu + eps * sigma, eps ~ N(0, I) unless given (for seeded draws)."""
+        eps = torch.randn_like(mu) if eps is None else eps
+        return mu + eps * torch.exp(0.5 * logvar)
 
     def decode(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
         """tokens (B, T), z (B, c) -> logits (B, T, V)."""

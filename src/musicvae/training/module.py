@@ -107,7 +107,7 @@ class VAEModule(pl.LightningModule):
         logits = self.model.decode(tokens[:, :-1], mu)  # z = mu: recon, accuracy and the z-gap
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
         eps = torch.randn(mu.shape, generator=gen).to(mu.device)
-        z = mu + eps * torch.exp(0.5 * logvar)  # z ~ q(z|x): the ELBO's reconstruction term
+        z = self.model.reparameterize(mu, logvar, eps)  # z ~ q(z|x): the ELBO's reconstruction term
         nll_sampled = self.token_nll(self.model.decode(tokens[:, :-1], z), tokens, mask)
         target_mask = mask[:, 1:]
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
