@@ -35,7 +35,7 @@ def test_batches_have_the_documented_shapes_and_ids(datamodule):
     assert dm.vocab_size == len(dm.tokenizer) and dm.max_len == 512 + 2
     assert dm.manifest["splits"]["train"]["segments"] == len(dm.datasets["train"])
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
-        batches = list(loader)
+        batches = [batch[:2] for batch in loader]  # val batches also carry the sample positions
         assert sum(len(t) for t, _ in batches) == len(loader.dataset) > 0
         for tokens, mask in batches:
             assert tokens.shape[0] <= 4
@@ -43,14 +43,16 @@ def test_batches_have_the_documented_shapes_and_ids(datamodule):
             assert (mask == torch.arange(tokens.shape[1]).lt(mask.sum(1, keepdim=True))).all()
 
 
-def test_val_batches_are_the_cached_segments(datamodule):
+def test_val_batches_are_the_cached_segments_of_the_sample(datamodule):
     dm = datamodule
-    tokens, mask = next(iter(dm.val_dataloader()))
-    arrays = dm.datasets["val"].arrays
-    for i in range(len(tokens)):
-        n = int(mask[i].sum())
-        segment = arrays.tokens[arrays.offsets[i] : arrays.offsets[i + 1]]
-        assert tokens[i, 1 : n - 1].tolist() == segment.tolist()
+    arrays, sample = dm.datasets["val"].arrays, dm.val_sample
+    seen = []
+    for tokens, mask, positions in dm.val_dataloader():
+        for row, position in zip(range(len(tokens)), positions.tolist(), strict=True):
+            n, i = int(mask[row].sum()), int(sample.indices[position])
+            assert tokens[row, 1 : n - 1].tolist() == arrays.tokens[arrays.offsets[i] : arrays.offsets[i + 1]].tolist()
+            seen.append(position)
+    assert sorted(seen) == list(range(len(sample)))  # every sample position once
 
 
 def test_collate_pads_to_the_longest():

@@ -103,9 +103,10 @@ def test_defaults():
 # ---- schedules -----------------------------------------------------------------------------------
 
 
-def test_constant_schedule():
+def test_constant_schedule_after_zero_steps():
     cfg = KLConfig(schedule="constant", beta=0.3, zero_steps=100)
-    assert [beta_at(s, cfg) for s in (0, 50, 10_000)] == [0.3, 0.3, 0.3]
+    assert [beta_at(s, cfg) for s in (0, 99, 100, 10_000)] == [0.0, 0.0, 0.3, 0.3]
+    assert beta_at(0, KLConfig(schedule="constant", beta=0.3)) == 0.3  # no warm-up: β from the first step
 
 
 @pytest.mark.parametrize(

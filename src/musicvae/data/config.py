@@ -53,6 +53,8 @@ class DataConfig:
     batch_size: int = 32
     group_by_length: bool = False
     loader_workers: int = 0
+    val_segments: int = 512
+    val_sample_seed: int = 0
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> DataConfig:
@@ -88,6 +90,8 @@ class DataConfig:
             )
         if self.transpose < 0:
             raise UserError(f"data.transpose must be >= 0 (got {self.transpose})")
+        if self.val_segments < 2:
+            raise UserError(f"data.val_segments must be >= 2 (got {self.val_segments})")
         if self.limit_files is not None and self.limit_files < 1:
             raise UserError(f"data.limit_files must be >= 1 or null (got {self.limit_files})")
 

@@ -13,7 +13,12 @@ Batches are `(tokens, mask)`:
 
 Training batches are shuffled and, when `data.transpose` > 0, each segment is shifted by a random
 number of semitones in [-transpose, transpose], drawn among the shifts that keep all its pitches
-inside the tokenizer's pitch range. Val and test batches are neither shuffled nor transposed.
+inside the tokenizer's pitch range. Test batches are neither shuffled nor transposed.
+
+Validation runs on a fixed sample (`musicvae.data.eval_sample`): `data.val_segments` segments drawn
+across the val pieces with `data.val_sample_seed`, the same for every run. Its batches are
+`(tokens, mask, positions)`, positions LongTensor[B] indexing `dm.val_sample`; under DDP each rank
+takes its share of the positions, none twice.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from musicvae.data.cache import SplitArrays, cache_path, load_pieces, load_split, prepare_cache, read_manifest
 from musicvae.data.config import DataConfig, to_plain_dict
+from musicvae.data.eval_sample import EvalSample, EvalSampleDataset, ShardedSampler, collate_with_positions
 from musicvae.data.segments import SPLITS, check_compatible
 from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID, TokenTable, build_tokenizer, token_table
 from musicvae.errors import UserError
@@ -91,6 +97,11 @@ def collate_segments(batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     return tokens, mask
 
 
+def _collate_val(batch):
+    """A module-level function (picklable for DataLoader workers)."""
+    return collate_with_positions(batch, collate_segments)
+
+
 class LengthGroupedBatches(Sampler[list[int]]):
     """Shuffled batches of similar-length segments: less padding, the same data in another order.
 
@@ -127,6 +138,7 @@ class MidiDataModule(pl.LightningDataModule):
         self._tokenizer = None
         self._manifest: dict | None = None
         self.datasets: dict[str, SegmentDataset] = {}
+        self._val_sample: EvalSample | None = None
 
     @property
     def tokenizer(self):
@@ -187,6 +199,29 @@ class MidiDataModule(pl.LightningDataModule):
         """The split's pieces, as paths relative to data.path (a segment's `pieces` entry indexes this)."""
         return load_pieces(self.cache_path)[split]
 
+    @property
+    def val_sample(self) -> EvalSample:
+        """The fixed validation sample (drawn once; the same for every run with these data settings)."""
+        if self._val_sample is None:
+            if "val" not in self.datasets:
+                self.setup()
+            arrays = self.datasets["val"].arrays
+            self._val_sample = EvalSample.draw(
+                arrays.pieces, np.diff(arrays.offsets), self.settings.val_segments, self.settings.val_sample_seed
+            )
+        return self._val_sample
+
+    def val_sample_batches(self, batch_size: int | None = None):
+        """The whole validation sample in position order, as (tokens, mask, positions) batches (every rank)."""
+        dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size or self.settings.batch_size,
+            shuffle=False,
+            collate_fn=_collate_val,
+        )
+        yield from loader
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup()
@@ -209,7 +244,19 @@ class MidiDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        """The fixed validation sample, this rank's share of it: (tokens, mask, positions) batches."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
+        workers = self.settings.loader_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.settings.batch_size,
+            sampler=ShardedSampler(dataset, rank, world),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=_collate_val,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

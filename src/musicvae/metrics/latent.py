@@ -24,8 +24,38 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     return int((variances > threshold).sum().item()), variances
 
 
+def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z_i; mu_j, diag(exp(logvar_j))) for every pair: z [B, c], mu/logvar [N, c] → [B, N], float64."""
+    z, mu, logvar = z.double(), mu.double(), logvar.double()
+    dev = z.unsqueeze(1) - mu.unsqueeze(0)  # [B, N, c]
+    return -0.5 * (
+        (dev.pow(2) / logvar.exp().unsqueeze(0)).sum(-1)
+        + logvar.sum(-1).unsqueeze(0)
+        + z.shape[-1] * math.log(2 * math.pi)
+    )
+
+
+def mutual_information_terms(
+    z: Tensor, mu: Tensor, logvar: Tensor, ref_mu: Tensor, ref_logvar: Tensor, chunk: int = 256
+) -> Tensor:
+    """Per-sample terms of the MI estimate against a reference set of posteriors, in nats → [B] float64.
+
+    z [B, c] with z_i ~ q(z | x_i) of posterior (mu_i, logvar_i) [B, c]; ref_mu/ref_logvar [N, c] are the
+    posteriors of the whole evaluation set (x_i among them). Term i = log q(z_i | x_i) − log q(z_i) with the
+    aggregate posterior q(z) = (1/N) Σ_j q(z | x_j). I(x; z) ≈ the mean of the terms over the N samples.
+    The reference is walked in chunks with a running logsumexp, so memory is O(B · chunk · c) whatever N:
+    summing the terms batch by batch gives the whole-set estimate exactly, in any batch order.
+    """
+    own = gaussian_log_density(z, mu, logvar).diagonal() if len(z) else z.new_zeros(0, dtype=torch.float64)
+    acc = torch.full((len(z),), -math.inf, dtype=torch.float64, device=z.device)
+    for start in range(0, len(ref_mu), chunk):
+        block = gaussian_log_density(z, ref_mu[start : start + chunk], ref_logvar[start : start + chunk])
+        acc = torch.logaddexp(acc, torch.logsumexp(block, dim=1))
+    return own - (acc - math.log(len(ref_mu)))
+
+
 def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> float:
-    """Minibatch estimate of I(x; z) under q (Hoffman & Johnson 2016; He et al. 2019), in nats.
+    """Estimate of I(x; z) under q over one set of posteriors (Hoffman & Johnson 2016; He et al. 2019), nats.
 
     mu, logvar: [B, c] for B different x. With one z_i ~ q(z | x_i) per x:
         I ≈ mean_i [ log q(z_i | x_i) − log q(z_i) ],   log q(z_i) ≈ logsumexp_j log q(z_i | x_j) − log B.
@@ -39,22 +69,11 @@ def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator | 
         )
     mu = mu.detach().double()
     logvar = logvar.detach().double()
-    b, c = mu.shape
-    std = (0.5 * logvar).exp()
     # Draw on the generator's device (a CPU generator cannot feed a CUDA randn), then move.
     gen_device = generator.device if generator is not None else mu.device
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=gen_device).to(mu.device)
-    z = mu + std * eps  # [B, c]
-    # log q(z_i | x_j) for every pair: [B (i), B (j)]
-    dev = z.unsqueeze(1) - mu.unsqueeze(0)
-    log_q = -0.5 * (
-        (dev.pow(2) / logvar.exp().unsqueeze(0)).sum(-1)
-        + logvar.sum(-1).unsqueeze(0)
-        + c * math.log(2 * math.pi)
-    )
-    log_q_own = log_q.diagonal()
-    log_qz = torch.logsumexp(log_q, dim=1) - math.log(b)
-    return float((log_q_own - log_qz).mean().item())
+    z = mu + (0.5 * logvar).exp() * eps  # [B, c]
+    return float(mutual_information_terms(z, mu, logvar, mu, logvar).mean().item())
 
 
 def derangement(n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -70,3 +89,36 @@ def derangement(n: int, generator: torch.Generator | None = None) -> Tensor:
         perm = torch.randperm(n, generator=generator)
         if not bool((perm == idx).any()):
             return perm
+
+
+def group_derangement(groups, generator: torch.Generator | None = None) -> Tensor:
+    """For each item, a partner from another group (e.g. another piece) → LongTensor [n] of indices.
+
+    groups: [n] ints (a piece id per segment). When no group holds more than half of the items, the
+    result is a permutation (every item is some item's partner exactly once, so the partners' z are the
+    aggregate posterior's draws): items are ordered by group, groups and items within them in random
+    order, and each is paired with the item `m` places on (m = the largest group's size), which always
+    lies in another group. Otherwise (one dominant piece) each item draws a partner uniformly from the
+    other groups' items. UserError-free: raises ValueError when there is a single group.
+    """
+    groups = torch.as_tensor(groups, dtype=torch.long).flatten()
+    n = len(groups)
+    labels, counts = torch.unique(groups, return_counts=True)
+    if len(labels) < 2:
+        raise ValueError("partners from other groups need at least two groups")
+    largest = int(counts.max())
+    if 2 * largest <= n:
+        label_order = labels[torch.randperm(len(labels), generator=generator)]
+        rank = torch.empty(len(labels), dtype=torch.long)
+        rank[torch.searchsorted(labels, label_order)] = torch.arange(len(labels))
+        within = torch.randperm(n, generator=generator)  # random order inside each group
+        key = rank[torch.searchsorted(labels, groups[within])]
+        order = within[torch.sort(key, stable=True).indices]  # grouped, groups in random order
+        partners = torch.empty(n, dtype=torch.long)
+        partners[order] = order.roll(-largest)
+        return partners
+    partners = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        others = torch.nonzero(groups != groups[i]).flatten()
+        partners[i] = others[torch.randint(len(others), (1,), generator=generator)]
+    return partners

@@ -43,7 +43,7 @@ class KLConfig:
 
     schedule: "constant" | "linear" | "cyclical"; beta: the maximum β; warmup_steps: linear ramp
     length; cycles (M) and ratio (R, share of each period spent rising) for cyclical; zero_steps: an
-    initial stretch with β = 0 (linear and cyclical, as MuseMorphose); total_steps: steps the cyclical
+    initial stretch with β = 0 (every schedule, as MuseMorphose); total_steps: steps the cyclical
     schedule spans (zero_steps included), β stays at its maximum afterwards; free_bits: λ in nats per dim.
     """
 
@@ -81,11 +81,15 @@ class KLConfig:
 
 
 def beta_at(step: int, cfg: KLConfig) -> float:
-    """β at a global optimizer step (0-based); a pure function so resuming continues the schedule."""
-    if cfg.schedule == "constant":
-        return float(cfg.beta)
+    """β at a global optimizer step (0-based); a pure function so resuming continues the schedule.
+
+    Every schedule starts with `zero_steps` at β = 0 (constant too: "constant β after a β = 0 warm-up"
+    is how a rate–distortion sweep gives each β one point).
+    """
     if step < cfg.zero_steps:
         return 0.0
+    if cfg.schedule == "constant":
+        return float(cfg.beta)
     s = step - cfg.zero_steps
     if cfg.schedule == "linear":
         if cfg.warmup_steps == 0:

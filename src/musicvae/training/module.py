@@ -3,11 +3,13 @@
 Logged every `log_every_n_steps` training steps:
     train/loss, train/recon (nats/segment), train/recon_tok (nats/token), train/kl (nats/segment),
     train/kl_fb (after free bits), train/beta, train/lr
-Logged at every validation (z = mu, as at evaluation, except val/elbo's sampled z):
-    val/recon (nats/token), val/ppl, val/kl (nats/segment), val/elbo (negative ELBO, nats/segment:
-    summed token NLL at one z ~ q(z|x) + KL), val/au (active units), val/mi (I(x;z), minibatch estimate),
-    val/zgap (NLL/token with z shuffled across the batch minus NLL with its own z: ~0 = z unused),
-    val/recon_acc (teacher-forced token accuracy)
+Logged at every validation, on the fixed val sample (`data.val_segments` segments across pieces, the
+same at every validation; z = mu except where a sampled z is said):
+    val/recon (nats/token), val/ppl, val/kl = val/rate (nats/segment), val/distortion (summed token NLL
+    at one seeded z ~ q(z|x), nats/segment), val/elbo (negative ELBO = distortion + rate),
+    val/au (active units over the whole sample), val/mi (I(x;z) against the whole sample's aggregate
+    posterior), val/zgap (NLL/token with the z of a segment of *another piece* minus NLL with its own
+    z: ~0 = z unused), val/recon_acc (teacher-forced token accuracy). None depends on batch order.
 The KL of each latent dim goes to `kl_per_dim.jsonl` in the run dir (and a wandb histogram), not to
 64 columns of metrics.csv.
 """
@@ -15,6 +17,7 @@ The KL of each latent dim goes to `kl_per_dim.jsonl` in the run dir (and a wandb
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
 import zipfile
@@ -26,11 +29,14 @@ import torch.nn.functional as F
 
 from musicvae import __version__
 from musicvae.errors import UserError
-from musicvae.metrics.latent import active_units, derangement, mutual_information
+from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
 from musicvae.models.vae import MusicVAE, VAEConfig
 from musicvae.training.kl import KLConfig, beta_at, free_bits_kl, kl_per_dim
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
+EVAL_SEED = 0  # the val sample's noise and z-gap partners: the same for every run, whatever its seed
 
 
 class VAEModule(pl.LightningModule):
@@ -50,7 +56,9 @@ class VAEModule(pl.LightningModule):
         self.model = MusicVAE(VAEConfig(**model))
         self.kl_cfg = KLConfig(**kl)
         self._val: dict[str, torch.Tensor] = {}
-        self._val_mu: list[torch.Tensor] = []
+        self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
+        self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
+        self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
 
     # ----- losses -------------------------------------------------------------------------------
     @staticmethod
@@ -59,95 +67,120 @@ class VAEModule(pl.LightningModule):
         nll = F.cross_entropy(logits.transpose(1, 2).float(), tokens[:, 1:], reduction="none")
         return nll * mask[:, 1:]
 
-    def training_step(self, batch, batch_idx):
-        tokens, mask = batch  # (B, T) each
+    def loss_terms(self, tokens: torch.Tensor, mask: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """The training loss and its parts on one batch at a global step (z ~ q(z|x)).
+
+        loss = recon + β(step) · Σ_d max(mean_b KL_d, free_bits); recon and KL in nats per segment.
+        """
         out = self.model(tokens, mask, sample=True)
         nll = self.token_nll(out.logits, tokens, mask)  # (B, T-1)
         recon = nll.sum() / tokens.shape[0]  # nats per segment
         kl_dims = kl_per_dim(out.mu.float(), out.logvar.float())  # (B, c)
-        kl = kl_dims.sum(1).mean()
         kl_fb = free_bits_kl(kl_dims, self.kl_cfg.free_bits)
-        beta = beta_at(self.global_step, self.kl_cfg)
-        loss = recon + beta * kl_fb
-        self.log_dict(
-            {
-                "train/loss": loss,
-                "train/recon": recon,
-                "train/recon_tok": nll.sum() / mask[:, 1:].sum(),
-                "train/kl": kl,
-                "train/kl_fb": kl_fb,
-                "train/beta": beta,
-                "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
-            },
-            prog_bar=False,
-        )
-        self.log("kl", kl, prog_bar=True, logger=False)
-        return loss
+        beta = beta_at(step, self.kl_cfg)
+        return {
+            "loss": recon + beta * kl_fb,
+            "recon": recon,
+            "recon_tok": nll.sum() / mask[:, 1:].sum(),
+            "kl": kl_dims.sum(1).mean(),
+            "kl_fb": kl_fb,
+            "beta": torch.tensor(beta),
+        }
 
-    # ----- validation: accumulate sums over the split, reduce once at the end --------------------
-    SUM_KEYS = ("nll", "nll_sampled", "tokens", "correct", "segments", "kl",
-                "gap_nll_own", "gap_nll_shuffled", "gap_tokens", "mi", "mi_segments")  # fmt: skip
+    def training_step(self, batch, batch_idx):
+        tokens, mask = batch  # (B, T) each
+        terms = self.loss_terms(tokens, mask, self.global_step)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log("kl", terms["kl"], prog_bar=True, logger=False)
+        return terms["loss"]
+
+    # ----- validation: on the fixed sample, order-free, streamed sums reduced once ------------------
+    # Batches are (tokens, mask, positions) over `datamodule.val_sample` (see musicvae.data.eval_sample).
+    # At the start of each validation every rank encodes the whole sample (an encoder pass: cheap next to
+    # the three decoder passes per batch) into a reference of posteriors. Each segment's own posterior,
+    # its seeded noise and its z-gap partner (a segment of another piece) are looked up by position, and
+    # MI sums log q(z_i) over the whole reference: no metric depends on the batch order or composition,
+    # and nothing is gathered across ranks, only sums are reduced.
+    SUM_KEYS = ("nll", "nll_sampled", "nll_partner", "tokens", "correct", "segments", "mi")
 
     def on_validation_epoch_start(self):
         # Every key exists on every rank from the start, so the DDP reductions always match.
         self._val = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in self.SUM_KEYS}
-        self._val["kl_dims"] = torch.zeros(self.model.cfg.latent_dim, dtype=torch.float64, device=self.device)
-        self._val_mu = []
+        with torch.no_grad(), self.trainer.precision_plugin.val_step_context():
+            self._ref = self._encode_val_sample()
+
+    def _encode_val_sample(self) -> dict[str, torch.Tensor]:
+        """mu, logvar (N, c) float32 of the whole val sample, its fixed noise (N, c) and partners (N,)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "val_sample"):
+            raise UserError("validation needs the MidiDataModule's fixed val sample: pass datamodule=")
+        mus, logvars = [], []
+        for tokens, mask, _ in dm.val_sample_batches():
+            mu, logvar = self.model.encode(tokens.to(self.device), mask.to(self.device))
+            mus.append(mu.float())
+            logvars.append(logvar.float())
+        mu, logvar = torch.cat(mus), torch.cat(logvars)
+        if self._partners is None or len(self._partners) != len(mu):  # fixed per sample: drawn once
+            pieces = dm.val_sample.pieces
+            gen = torch.Generator().manual_seed(EVAL_SEED)
+            self._partners = group_derangement(pieces, gen) if len(set(pieces.tolist())) > 1 else None
+            self._eps = torch.randn(mu.shape, generator=gen)
+        partners = self._partners.to(self.device) if self._partners is not None else None
+        return {"mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners}
 
     def _accumulate(self, **sums: torch.Tensor) -> None:
         for k, v in sums.items():
             self._val[k] += v.detach().double()
 
     def validation_step(self, batch, batch_idx):
-        tokens, mask = batch
-        b = tokens.shape[0]
-        gen = torch.Generator().manual_seed(batch_idx)  # the same shuffles and samples at every validation
-        mu, logvar = self.model.encode(tokens, mask)  # (B, c)
-        mu, logvar = mu.float(), logvar.float()
-        logits = self.model.decode(tokens[:, :-1], mu)  # z = mu: recon, accuracy and the z-gap
+        tokens, mask, positions = batch  # (B, T), (B, T), (B,)
+        ref = self._ref
+        mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, c): the reference's own rows
+        inputs, target_mask = tokens[:, :-1], mask[:, 1:]
+        logits = self.model.decode(inputs, mu)  # z = mu: recon and accuracy
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
-        eps = torch.randn(mu.shape, generator=gen).to(mu.device)
-        z = self.model.reparameterize(mu, logvar, eps)  # z ~ q(z|x): the ELBO's reconstruction term
-        nll_sampled = self.token_nll(self.model.decode(tokens[:, :-1], z), tokens, mask)
-        target_mask = mask[:, 1:]
+        z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
+        nll_sampled = self.token_nll(self.model.decode(inputs, z), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
-        kl_dims = kl_per_dim(mu, logvar)  # (B, c)
-        self._accumulate(
+        sums = dict(
             nll=nll.sum(), nll_sampled=nll_sampled.sum(), tokens=target_mask.sum(), correct=correct.sum(),
-            segments=torch.tensor(b), kl=kl_dims.sum(), kl_dims=kl_dims.sum(0),
+            segments=torch.tensor(len(positions)),
+            mi=mutual_information_terms(z, mu, logvar, ref["mu"], ref["logvar"]).sum(),
         )  # fmt: skip
-        self._val_mu.append(mu.detach())
-        if b >= 2:  # the z-shuffle gap and MI need at least two segments in the batch
-            perm = derangement(b, generator=gen).to(mu.device)
-            nll_shuffled = self.token_nll(self.model.decode(tokens[:, :-1], mu[perm]), tokens, mask)
-            self._accumulate(
-                gap_nll_own=nll.sum(), gap_nll_shuffled=nll_shuffled.sum(), gap_tokens=target_mask.sum(),
-                mi=torch.tensor(mutual_information(mu, logvar, generator=gen) * b), mi_segments=torch.tensor(b),
-            )  # fmt: skip
+        if ref["partners"] is not None:  # z-gap: the same tokens decoded from another piece's z
+            partner_mu = ref["mu"][ref["partners"][positions]]
+            sums["nll_partner"] = self.token_nll(self.model.decode(inputs, partner_mu), tokens, mask).sum()
+        self._accumulate(**sums)
 
     def on_validation_epoch_end(self):
         s = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._val.items()}
-        mu = torch.cat(self._val_mu) if self._val_mu else torch.zeros(0, self.model.cfg.latent_dim, device=self.device)
-        mu_all = self.all_gather(mu).reshape(-1, self.model.cfg.latent_dim)  # (N, c)
         n = s["segments"]
         if n == 0:
             return
+        mu, logvar = self._ref["mu"], self._ref["logvar"]  # the whole sample, identical on every rank
+        kl_dims = kl_per_dim(mu.double(), logvar.double()).mean(0)  # (c,) nats per segment
+        kl_seg = kl_dims.sum()
         recon_tok = s["nll"] / s["tokens"]
-        kl_seg = s["kl"] / n
-        n_active, _ = active_units(mu_all.float(), self.hparams.au_threshold) if len(mu_all) > 1 else (0, None)
+        n_active, _ = active_units(mu, self.hparams.au_threshold) if len(mu) > 1 else (0, None)
         metrics = {
             "val/recon": recon_tok,
             "val/ppl": torch.exp(recon_tok),
             "val/kl": kl_seg,
-            "val/elbo": s["nll_sampled"] / n + kl_seg,  # -ELBO, one z ~ q(z|x) per segment
+            "val/rate": kl_seg,  # R = E_x KL(q(z|x) || p(z)) (Alemi et al. 2018): the same number, named for R–D
+            "val/distortion": s["nll_sampled"] / n,  # D = E_x E_q[-log p(x|z)], nats/segment, one z per x
+            "val/elbo": s["nll_sampled"] / n + kl_seg,  # -ELBO = D + R
             "val/au": torch.tensor(float(n_active)),
+            "val/mi": s["mi"] / n,
             "val/recon_acc": s["correct"] / s["tokens"],
         }
-        if s["gap_tokens"] > 0:
-            metrics["val/zgap"] = (s["gap_nll_shuffled"] - s["gap_nll_own"]) / s["gap_tokens"]
-            metrics["val/mi"] = s["mi"] / s["mi_segments"]
+        if self._ref["partners"] is not None:
+            metrics["val/zgap"] = (s["nll_partner"] - s["nll"]) / s["tokens"]
+        elif not self.trainer.sanity_checking:
+            log.warning("the val sample holds one piece only: val/zgap (partners from other pieces) not logged")
         self.log_dict({k: v.float() for k, v in metrics.items()}, sync_dist=False)
-        self._log_kl_per_dim((s["kl_dims"] / n).float().cpu())
+        self._log_kl_per_dim(kl_dims.float().cpu())
+        self._ref = {}
 
     def _log_kl_per_dim(self, kl_dims: torch.Tensor) -> None:
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from datetime import datetime
@@ -83,22 +84,60 @@ def check_splits(dm: MidiDataModule) -> None:
         )
 
 
+def check_validation_limits(cfg: DictConfig) -> None:
+    """UserError when trainer.limit_val_batches would cut the fixed val sample (by position, not at random)."""
+    limit = cfg.trainer.get("limit_val_batches")
+    if limit is not None and float(limit) not in (0.0, 1.0):
+        raise UserError(
+            f"trainer.limit_val_batches={limit} would validate on a prefix of the fixed val sample; "
+            "set its size with data.val_segments instead (e.g. data.val_segments=256), or 0 to skip validation"
+        )
+
+
 def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
     """The first n segments of the test split (of val if test is empty), as token lists."""
     split = dm.datasets["test"] if len(dm.datasets["test"]) else dm.datasets["val"]
     return [split[i].tolist() for i in range(min(n, len(split)))]
 
 
+FINISHED = "finished.json"  # written last by a run that trained to its end: {"config": ..., "result": ...}
+
+
+def finished_run(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The result a run dir's finished.json holds when it trained to its end with this very config."""
+    try:
+        done = json.loads((run_dir / FINISHED).read_text())
+    except (OSError, ValueError):
+        return None
+    return done["result"] if done.get("config") == _config_key(cfg) else None
+
+
+def _config_key(cfg: DictConfig) -> dict:
+    """The resolved config without `skip_finished` (re-running with it set must still match)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("skip_finished", None)
+    return plain
+
+
 def train(cfg: DictConfig) -> dict:
-    """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics."""
+    """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics.
+
+    With `skip_finished=true`, a run dir that already holds a finished run of the same config is left as
+    it is (a sweep interrupted and started again into the same sweep dir redoes only what is missing).
+    """
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = run_dir_of(cfg)
+    if cfg.get("skip_finished") and (done := finished_run(run_dir, cfg)) is not None:
+        log.info("%s finished earlier with this config: skipped (skip_finished=true)", run_dir)
+        return dict(done, run_dir=run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FINISHED).unlink(missing_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if not cfg.get("ckpt_path"):  # a fresh run in a reused folder: its CSV is rewritten, so is this
         (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
 
     resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # fail early, before the data
+    check_validation_limits(cfg)
 
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
     dm.prepare_data()
@@ -144,12 +183,13 @@ def train(cfg: DictConfig) -> dict:
             import wandb
 
             wandb.finish()  # a Hydra multirun logs every run only if each one is finished
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return {
-        "run_dir": run_dir,
+    result = {
         "last_ckpt": checkpoints.last_model_path,
         "best_ckpt": checkpoints.best_model_path,
         "global_step": trainer.global_step,
-        "metrics": metrics,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "fidelity": fidelity,
     }
+    if trainer.is_global_zero and trainer.global_step >= (trainer.max_steps if trainer.max_steps > 0 else 0):
+        (run_dir / FINISHED).write_text(json.dumps({"config": _config_key(cfg), "result": result}, indent=1))
+    return dict(result, run_dir=run_dir)
