@@ -1,7 +1,8 @@
-"""Compare the conditionings of a sweep.  python scripts/compare.py SWEEP_DIR   -> SWEEP_DIR/report/
+"""Compare the groups of a sweep.  python scripts/compare.py SWEEP_DIR   -> SWEEP_DIR/report/
 
 SWEEP_DIR holds one folder per run (metrics.csv, config.yaml, optionally fidelity.json and samples/), as
-written by `python scripts/train.py -m experiment=collapse_compare`. See musicvae/report.py.
+written by `python scripts/train.py -m experiment=collapse_compare` (or experiment=rate_distortion).
+See musicvae/report/ (its package docstring lists what the report writes).
 """
 
 from __future__ import annotations

@@ -1,168 +1,105 @@
-"""The comparison report on synthetic sweeps: exact table values, a verdict that follows the numbers,
-robustness to sparse/missing metrics, the figures and the copied samples."""
+"""The report end to end on synthetic sweeps: summary.csv's exact values, old runs, robustness to sparse or
+missing files, the figures and the copied samples."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib import colormaps
+from matplotlib.image import imread
 
 from musicvae.errors import UserError
-from musicvae.report import (
-    KL_COLLAPSE_NATS,
-    ZGAP_COLLAPSE_NATS,
-    collapsed_modes,
-    find_runs,
-    read_metrics,
-    read_verdict,
-    summarize,
-    verdict_text,
-    write_report,
-)
+from musicvae.report import find_runs, read_metrics, read_verdict, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
-VAL_STEPS = (10, 20, 30)
-
-
-# ----- synthetic sweeps ---------------------------------------------------------------------------
-
-
-def write_metrics(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
-    """A CSVLogger-style metrics.csv: epoch, step, then the metric columns; missing cells left empty."""
-    keys = columns or sorted({k for row in rows for k in row} - {"epoch", "step"})
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "step", *keys], restval="")
-        writer.writeheader()
-        writer.writerows({"epoch": 0, **row} for row in rows)
-
-
-def write_run(
-    sweep: Path,
-    mode: str,
-    seed: int,
-    val: dict[str, list[float]],
-    train_kl: float = 1.0,
-    fidelity: dict | None = None,
-    samples: bool = True,
-) -> Path:
-    """A run folder: config.yaml, a sparse metrics.csv (train rows every 5 steps, val rows at VAL_STEPS
-    with the given per-validation values), optionally fidelity.json and samples/."""
-    run = sweep / f"{len(list(sweep.iterdir()))}_{mode}_seed{seed}"
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"seed: {seed}\nmodel:\n  conditioning:\n    mode: {mode}\n")
-    rows = [
-        {"step": s, "train/kl": train_kl + 0.1 * (s % 10), "train/beta": min(1.0, s / 20), "train/loss": 3.0}
-        for s in range(0, 35, 5)
-    ]
-    rows += [{"step": s, **{k: v[i] for k, v in val.items()}} for i, s in enumerate(VAL_STEPS)]
-    write_metrics(run / "metrics.csv", sorted(rows, key=lambda r: r["step"]))
-    if fidelity is not None:
-        (run / "fidelity.json").write_text(json.dumps(fidelity))
-    if samples:
-        (run / "samples").mkdir()
-        for kind in ("prior", "reconstruct"):
-            (run / "samples" / f"{kind}_000.mid").write_bytes(f"MThd {mode} {seed}".encode())
-            (run / "samples" / f"{kind}_000.png").write_bytes(b"\x89PNG fake")
-        (run / "samples" / "notes.txt").write_text("not a sample")
-    return run
-
-
-def healthy(kl: float = 20.0) -> dict[str, list[float]]:
-    """Validation values of a mode whose decoder uses z."""
-    return {
-        "val/kl": [kl / 2, kl, kl],
-        "val/au": [10, 30, 30],
-        "val/mi": [1.0, 2.0, 2.0],
-        "val/zgap": [0.2, 0.5, 0.5],
-        "val/recon": [2.0, 1.5, 1.4],
-        "val/ppl": [7.4, 4.5, 4.1],
-        "val/recon_acc": [0.4, 0.6, 0.65],
-    }
-
-
-def collapsed() -> dict[str, list[float]]:
-    """Validation values of a mode whose KL went to ~0 and whose decoder ignores z."""
-    return {
-        "val/kl": [3.0, 0.2, 0.01],
-        "val/au": [2, 0, 0],
-        "val/mi": [0.1, 0.0, 0.0],
-        "val/zgap": [0.01, 0.001, 0.0005],
-        "val/recon": [2.2, 2.0, 1.9],
-        "val/ppl": [9.0, 7.4, 6.7],
-        "val/recon_acc": [0.3, 0.4, 0.42],
-    }
+T_975_2 = 4.302653  # Student-t 97.5% quantile, 2 degrees of freedom
 
 
 def read_summary(report: Path) -> dict[str, dict[str, str]]:
     with open(report / "summary.csv", newline="") as f:
-        return {row["mode"]: row for row in csv.DictReader(f)}
+        return {row["group"]: row for row in csv.DictReader(f)}
 
 
-def verdict_line(verdict: str, label: str) -> str:
-    """The bullet of the verdict that starts with **label**."""
-    (line,) = [x for x in verdict.splitlines() if x.startswith(f"- **{label}")]
-    return line
+def mode_beta_seed_sweep(sweep, samples: bool = False) -> None:
+    """in_attention and cross_attention × β 0.05, 0.2 × seeds 0-2; rate and distortion move with β."""
+    for beta in (0.05, 0.2):
+        for seed in (0, 1, 2):
+            for mode, shift in (("in_attention", 0.0), ("cross_attention", 1.0)):
+                val = sweep.healthy(zgap=0.01 * (1 + shift) + 0.001 * seed, kl=40 * beta + shift + seed,
+                                    distortion=70 - 30 * beta - shift + seed)  # fmt: skip
+                sweep.run(mode, seed, val, beta=beta, samples=samples)
 
 
-def leader(verdict: str, label: str) -> str:
-    """The mode a leader bullet names first: '- **label** (...): <mode>, value ...'."""
-    return verdict_line(verdict, label).split("): ", 1)[1].split(",", 1)[0]
+# ----- summary.csv ------------------------------------------------------------------------------------------
 
 
-# ----- the table ------------------------------------------------------------------------------------
-
-
-def test_summary_csv_values_are_exact(tmp_path):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    a0 = dict(healthy(), **{"val/kl": [5.0, 8.0, 6.0], "val/recon": [3.0, 2.0, 2.5]})
-    a1 = dict(healthy(), **{"val/kl": [4.0, 9.0, 7.0], "val/recon": [3.0, 1.0, 4.0]})
-    b0 = dict(collapsed(), **{"val/kl": [1.0, 0.5, 0.25]})
-    b1 = dict(collapsed(), **{"val/kl": [2.0, 0.25, 0.75]})
-    del b1["val/zgap"]  # a column missing entirely from one run
+def test_summary_csv_has_one_row_per_group_with_exact_intervals(sweep):
     fid = {"chroma_sim": 0.5, "groove_sim": 0.25, "pitch_class_entropy": {"samples": 3.0, "data": 3.5},
            "note_density": {"samples": 2.0, "data": 4.0}, "n_reconstructions": 8, "n_samples": 8}  # fmt: skip
-    # written cross_attention first: the table still follows the fixed mode order
-    write_run(sweep, "cross_attention", 1, b1)
-    write_run(sweep, "cross_attention", 0, b0)
-    write_run(sweep, "in_attention", 0, a0, fidelity=fid)
-    write_run(sweep, "in_attention", 1, a1, fidelity=dict(fid, chroma_sim=0.75, groove_sim=None))
+    for seed, kl in zip((2, 0, 1), (3.0, 1.0, 2.0), strict=True):  # finals 1, 2, 3 by seed
+        val = dict(sweep.healthy(), **{"val/kl": [9.0, 10.0 + seed, kl], "val/recon": [1.0 + seed, 2.0, 3.0]})
+        sweep.run("in_attention", seed, val, beta=0.2, fidelity=dict(fid, chroma_sim=0.25 * (seed + 1)))
+    sweep.run("in_attention", 0, sweep.healthy(kl=5.0), beta=0.05)  # one seed: no interval
+    sweep.run("none", 0, sweep.control(), beta=0.05)
 
-    table = read_summary(write_report(sweep))
+    rows = read_summary(write_report(sweep.path))
 
-    assert list(table) == ["in_attention", "cross_attention"]
-    a, b = table["in_attention"], table["cross_attention"]
-    assert (a["n_seeds"], a["seeds"], b["seeds"]) == ("2", "0 1", "0 1")
-    # val/kl, in_attention: finals 6, 7; bests 8, 9
-    assert float(a["val/kl_final_mean"]) == 6.5
-    assert float(a["val/kl_final_std"]) == pytest.approx(math.sqrt(0.5), rel=1e-12)
-    assert a["val/kl_final_n"] == "2"
-    assert float(a["val/kl_best_mean"]) == 8.5
-    assert float(a["val/kl_best_std"]) == pytest.approx(math.sqrt(0.5), rel=1e-12)
-    # val/recon: lower is better; finals 2.5, 4; bests (min) 2, 1
-    assert float(a["val/recon_final_mean"]) == 3.25
-    assert float(a["val/recon_final_std"]) == pytest.approx(math.sqrt(1.125), rel=1e-12)
-    assert float(a["val/recon_best_mean"]) == 1.5
-    # cross_attention val/kl: finals 0.25, 0.75; bests 1, 2
-    assert float(b["val/kl_final_mean"]) == 0.5
-    assert float(b["val/kl_best_mean"]) == 1.5
-    # val/zgap logged by one seed only: n = 1 and no std
-    assert b["val/zgap_final_n"] == "1" and float(b["val/zgap_final_mean"]) == 0.0005
-    assert b["val/zgap_final_std"] == ""
-    assert float(b["val/zgap_best_mean"]) == 0.01
-    # val/au / recon_acc are the same in both seeds: std 0
-    assert float(a["val/au_final_mean"]) == 30 and float(a["val/au_final_std"]) == 0
-    assert float(a["val/recon_acc_best_mean"]) == 0.65
-    # fidelity: a null value counts as missing; modes without fidelity.json are empty
-    assert float(a["chroma_sim_mean"]) == 0.625 and a["chroma_sim_n"] == "2"
-    assert float(a["groove_sim_mean"]) == 0.25 and a["groove_sim_n"] == "1"
-    assert float(a["pitch_class_entropy_data_mean"]) == 3.5
-    assert float(a["note_density_samples_mean"]) == 2.0
-    assert b["chroma_sim_mean"] == "" and b["chroma_sim_n"] == "0"
+    assert list(rows) == ["in_attention kl.beta=0.05", "in_attention kl.beta=0.2", "none kl.beta=0.05"]
+    a = rows["in_attention kl.beta=0.2"]
+    assert (a["mode"], a["kl.beta"], a["n_seeds"], a["seeds"]) == ("in_attention", "0.2", "3", "0 1 2")
+    assert (a["context"], a["kl.free_bits"], a["kl.schedule"]) == ("kl.beta=0.2", "0.0", "cyclical")
+    # val/kl finals 1, 2, 3: mean 2, std 1, half-width t·1/√3
+    half = T_975_2 / math.sqrt(3)
+    assert float(a["val/kl_final_mean"]) == 2.0 and a["val/kl_final_n"] == "3"
+    assert float(a["val/kl_final_std"]) == pytest.approx(1.0, rel=1e-12)
+    assert float(a["val/kl_final_lo"]) == pytest.approx(2.0 - half, rel=1e-6)
+    assert float(a["val/kl_final_hi"]) == pytest.approx(2.0 + half, rel=1e-6)
+    # best: the max of val/kl (10, 11, 12), the min of val/recon (1, 2, 2), lower being better there
+    assert float(a["val/kl_best_mean"]) == 11.0
+    assert float(a["val/recon_best_mean"]) == pytest.approx(5 / 3, rel=1e-12)
+    assert float(a["val/recon_final_lo"]) == float(a["val/recon_final_hi"]) == 3.0  # equal finals
+    # rate and distortion are their own columns
+    assert float(a["val/rate_final_mean"]) == 8.0 and float(a["val/distortion_final_mean"]) == 60.0
+    # fidelity: same statistics, empty for a group without fidelity.json
+    assert float(a["chroma_sim_mean"]) == 0.5 and a["chroma_sim_n"] == "3"
+    assert float(a["chroma_sim_lo"]) == pytest.approx(0.5 - 0.25 * half, rel=1e-6)
+    assert (
+        rows["none kl.beta=0.05"]["chroma_sim_mean"] == ""
+        and rows["none kl.beta=0.05"]["chroma_sim_n"] == "0"
+    )
+    # one seed: the mean, no std and no interval
+    one = rows["in_attention kl.beta=0.05"]
+    assert (one["val/kl_final_mean"], one["val/kl_final_n"]) == ("5.0", "1")
+    assert one["val/kl_final_std"] == one["val/kl_final_lo"] == one["val/kl_final_hi"] == ""
+    assert float(rows["none kl.beta=0.05"]["val/zgap_final_mean"]) == 0.0
+
+
+def test_old_runs_without_rate_and_distortion_still_report(sweep):
+    for seed in (0, 1):
+        val = sweep.healthy(kl=4.0 + seed, distortion=50.0 + seed)
+        del val["val/rate"], val["val/distortion"]  # logged before these existed: -ELBO = distortion + rate
+        sweep.run("in_attention", seed, val)
+    val = sweep.healthy()
+    del val["val/rate"], val["val/distortion"], val["val/elbo"]
+    sweep.run("prefix", 0, val)
+
+    report = write_report(sweep.path)
+    rows = read_summary(report)
+
+    old = rows["in_attention"]
+    assert float(old["val/rate_final_mean"]) == float(old["val/kl_final_mean"]) == 4.5
+    assert float(old["val/distortion_final_mean"]) == pytest.approx(50.5, rel=1e-12)
+    assert float(old["val/distortion_best_mean"]) == pytest.approx(50.5, rel=1e-12)  # lower is better
+    assert (
+        rows["prefix"]["val/distortion_final_n"] == "0" and rows["prefix"]["val/distortion_final_mean"] == ""
+    )
+    assert (report / "rate_distortion.png").stat().st_size > 10_000
+    assert "## Verdict" in (report / "summary.md").read_text()
 
 
 def test_read_metrics_handles_sparse_rows_and_duplicates(tmp_path):
@@ -181,108 +118,46 @@ def test_read_metrics_handles_sparse_rows_and_duplicates(tmp_path):
     assert list(series["train/kl"]) == [0, 5]
 
 
-# ----- the verdict ------------------------------------------------------------------------------------
+# ----- robustness ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("swap", [False, True])
-def test_verdict_follows_the_numbers(tmp_path, swap):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    keeps, drops = ("cross_attention", "in_attention") if swap else ("in_attention", "cross_attention")
-    for seed in (0, 1):
-        write_run(sweep, keeps, seed, healthy(kl=20.0 + seed))
-        write_run(sweep, drops, seed, collapsed())
-
-    report = write_report(sweep)
-    verdict = read_verdict(report)
-
-    assert leader(verdict, "Most KL kept") == keeps
-    assert leader(verdict, "Most active units") == keeps
-    assert leader(verdict, "Largest z-gap") == keeps
-    line = verdict_line(verdict, "Collapsed")
-    assert drops in line and keeps not in line
-    assert verdict_line(verdict, "Not collapsed").endswith(keeps)
-    assert "Caveat" not in verdict  # 2 seeds each, far apart
-    md = (report / "summary.md").read_text()
-    assert md.index("## Verdict") < md.index("| mode |")  # the verdict comes before the table
-
-
-def _row(mode, kl, kl_std=math.nan, zgap=math.nan, n_seeds=2):
-    """A minimal `summarize` row."""
-    nan = math.nan
-    return {
-        "mode": mode, "n_seeds": n_seeds,
-        "val/kl_final_mean": kl, "val/kl_final_std": kl_std,
-        "val/zgap_final_mean": zgap, "val/zgap_final_std": nan,
-        "val/au_final_mean": nan, "val/au_final_std": nan,
-    }  # fmt: skip
-
-
-def test_verdict_caveats_and_collapse_rule():
-    # within the seed spread: 10 ± 3 vs 8 ± 3
-    text = verdict_text([_row("prefix", 8.0, 3.0, zgap=0.2), _row("embedding", 10.0, 3.0, zgap=0.3)])
-    assert leader(text, "Most KL kept") == "embedding"
-    assert "within the seed spread" in text
-    # one seed: said so
-    assert "one seed only for every mode" in verdict_text([_row("none", 5.0, n_seeds=1)])
-    # the rule: low KL, or a decoder that ignores z despite KL (zgap ~ 0); zgap missing -> KL alone
-    rows = [
-        _row("a", KL_COLLAPSE_NATS / 2, zgap=0.3),
-        _row("b", 50.0, zgap=ZGAP_COLLAPSE_NATS / 2),
-        _row("c", 50.0, zgap=0.3),
-        _row("d", 50.0),
-    ]
-    assert set(collapsed_modes(rows)) == {"a", "b"}
-    # a call within one seed std of the threshold is flagged
-    assert "the collapse call for e is within one seed std" in verdict_text(
-        [_row("e", 0.3, 0.3), _row("f", 9.0, 0.3)]
-    )
-    every = verdict_text([_row("a", 0.01), _row("b", 0.02)])
-    assert "every mode collapsed" in every
-    assert "no verdict" in verdict_text([_row("a", math.nan)])
-    # nothing collapsed: no mode is named (not even the mode called "none"); a mode without validation is not judged
-    text = verdict_text([_row("none", 5.0, zgap=0.2), _row("prefix", math.nan)])
-    assert verdict_line(text, "Collapsed").endswith(": no mode")
-    assert verdict_line(text, "Not judged").endswith("prefix")
-
-
-# ----- robustness ----------------------------------------------------------------------------------------
-
-
-def test_missing_columns_and_runs_without_metrics(tmp_path, caplog):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    write_run(sweep, "in_attention", 0, {"val/kl": [1.0, 2.0, 3.0]})  # only val/kl logged
-    broken = sweep / "9_prefix_seed0"
+def test_missing_columns_and_runs_without_metrics(sweep, caplog):
+    sweep.run("in_attention", 0, {"val/kl": [1.0, 2.0, 3.0]})  # only val/kl logged
+    broken = sweep.path / "9_prefix_seed0"
     broken.mkdir()
     (broken / "config.yaml").write_text("seed: 0\nmodel:\n  conditioning:\n    mode: prefix\n")
-    (sweep / "multirun.yaml").write_text("hydra: {}\n")  # Hydra's sweep-level files are ignored
-    (sweep / ".submitit").mkdir()
+    (sweep.path / "multirun.yaml").write_text("hydra: {}\n")  # Hydra's sweep-level files are ignored
+    (sweep.path / ".submitit").mkdir()
 
-    report = write_report(sweep)
+    report = write_report(sweep.path)
 
     assert "no metrics.csv" in caplog.text and "9_prefix_seed0" in caplog.text
-    table = read_summary(report)
-    assert list(table) == ["in_attention"]  # the broken prefix run is skipped
-    assert float(table["in_attention"]["val/kl_final_mean"]) == 3.0
-    assert table["in_attention"]["val/zgap_final_n"] == "0"
-    assert "chroma_sim_mean" not in table["in_attention"]  # no fidelity.json anywhere
-    md = (report / "summary.md").read_text()
-    assert "1 run folder(s) without metrics.csv skipped" in md
-    assert verdict_line(read_verdict(report), "Largest z-gap").endswith("not logged in any run")
+    rows = read_summary(report)
+    assert list(rows) == ["in_attention"]  # the broken prefix run is skipped
+    assert float(rows["in_attention"]["val/kl_final_mean"]) == 3.0
+    assert rows["in_attention"]["val/zgap_final_n"] == "0"
+    assert "chroma_sim_mean" not in rows["in_attention"]  # no fidelity.json anywhere
+    assert "1 run folder(s) without metrics.csv skipped" in (report / "summary.md").read_text()
     # a second report over the same folder does not mistake report/ for a run
-    runs, skipped = find_runs(sweep)
+    runs, skipped = find_runs(sweep.path)
     assert [r.mode for r in runs] == ["in_attention"] and [p.name for p in skipped] == ["9_prefix_seed0"]
 
 
-def test_mode_and_seed_fall_back_to_the_folder_name(tmp_path):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    run = write_run(sweep, "embedding", 3, healthy())
+def test_missing_config_and_broken_fidelity(sweep, caplog):
+    run = sweep.run("embedding", 3, sweep.healthy(), fidelity={"chroma_sim": 0.5})
     (run / "config.yaml").unlink()
-    runs, _ = find_runs(sweep)
-    assert (runs[0].mode, runs[0].seed) == ("embedding", 3)
-    assert summarize(runs)[0]["mode"] == "embedding"
+    (run / "fidelity.json").write_text("{not json")
+    runs, _ = find_runs(sweep.path)
+    assert (runs[0].mode, runs[0].seed, runs[0].config, runs[0].fidelity) == ("embedding", 3, {}, None)
+    assert "fidelity.json" in caplog.text
+    rows = read_summary(write_report(sweep.path))
+    assert rows["embedding"]["mode"] == "embedding" and rows["embedding"]["kl.beta"] == ""
+    assert "chroma_sim_mean" not in rows["embedding"]
+
+
+def test_no_validation_logged_gives_no_verdict(sweep):
+    sweep.run("in_attention", 0, {})
+    assert read_verdict(write_report(sweep.path)).startswith("- No validation was logged in any run")
 
 
 def test_empty_or_missing_sweep_is_a_user_error(tmp_path):
@@ -296,39 +171,80 @@ def test_empty_or_missing_sweep_is_a_user_error(tmp_path):
         write_report(tmp_path / "nope")
 
 
-def test_script_prints_one_error_line_for_a_missing_folder(tmp_path, capsys):
+def _script():
     spec = importlib.util.spec_from_file_location("compare_script", ROOT / "scripts" / "compare.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_script_prints_one_error_line_for_a_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        script.main([str(tmp_path / "nope")])
+        _script().main([str(tmp_path / "nope")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
-# ----- figures and samples -----------------------------------------------------------------------------
+def test_script_prints_the_verdict(sweep, capsys):
+    sweep.run("in_attention", 0, sweep.healthy())
+    _script().main([str(sweep.path)])
+    out = capsys.readouterr().out
+    assert out.startswith(f"report: {sweep.path / 'report' / 'summary.md'}")
+    assert read_verdict(sweep.path / "report") in out
 
 
-def test_pngs_written_and_samples_copied(tmp_path):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    write_run(sweep, "in_attention", 1, healthy(21.0))
-    write_run(sweep, "in_attention", 0, healthy(20.0))
-    write_run(sweep, "none", 0, collapsed())
-    write_run(sweep, "prefix", 0, healthy(5.0), samples=False)
-    report = write_report(sweep)
+# ----- figures, markdown and samples --------------------------------------------------------------------------
 
-    for name in ("kl_curves.png", "zgap.png", "recon.png"):
+
+def colour_pixels(png: Path, index: int) -> int:
+    """How many pixels of a PNG have the colour of tab10's `index`-th colour (a drawn series)."""
+    image = imread(png)[..., :3]
+    target = np.array(colormaps["tab10"](index)[:3])
+    return int((np.abs(image - target).max(-1) < 0.02).sum())
+
+
+def test_figures_markdown_and_samples(sweep):
+    mode_beta_seed_sweep(sweep, samples=True)
+
+    report = write_report(sweep.path)
+
+    for name in ("kl_curves.png", "zgap.png", "recon.png", "rate_distortion.png", "beta.png"):
         data = (report / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
-    copied = report / "samples" / "in_attention"
+    # one line per mode through its β points: both colours are drawn, in both panels of beta.png
+    for name in ("rate_distortion.png", "beta.png"):
+        assert colour_pixels(report / name, 0) > 100 and colour_pixels(report / name, 1) > 100, name
+    # samples per group, from the group's first seed, in a path-safe folder
+    copied = report / "samples" / "in_attention_kl.beta=0.05"
     assert sorted(p.name for p in copied.iterdir()) == [
         "prior_000.mid", "prior_000.png", "reconstruct_000.mid", "reconstruct_000.png",
     ]  # fmt: skip
-    assert (copied / "prior_000.mid").read_bytes() == b"MThd in_attention 0"  # the first seed's run
-    assert (report / "samples" / "none" / "prior_000.png").is_file()
-    assert not (report / "samples" / "prefix").exists()
+    assert (copied / "prior_000.mid").read_bytes() == b"MThd in_attention 0"
+    assert len(list((report / "samples").iterdir())) == 4
     md = (report / "summary.md").read_text()
-    for link in ("(kl_curves.png)", "(zgap.png)", "(recon.png)", "(samples/in_attention/prior_000.mid)"):
+    assert (
+        md.index("## Verdict")
+        < md.index("## Summary")
+        < md.index("## Rate–distortion")
+        < md.index("## Curves")
+    )
+    for link in ("(rate_distortion.png)", "(beta.png)", "(kl_curves.png)", "(zgap.png)", "(recon.png)",
+                 "(samples/in_attention_kl.beta=0.05/prior_000.mid)"):  # fmt: skip
         assert link in md
+    # table cells: mean [lo, hi] with n; the paired table is there
+    row = next(x for x in md.splitlines() if x.startswith("| in_attention kl.beta=0.05 | 3 |"))
+    assert row.count("[") >= 8
+    assert (
+        "### Paired differences" in md
+        and "| cross_attention kl.beta=0.2 | in_attention kl.beta=0.2 | 3 |" in md
+    )
+    rows = read_summary(report)
+    assert len(rows) == 4 and all(r["n_seeds"] == "3" for r in rows.values())
+
+
+def test_a_report_without_rate_or_distortion_draws_no_series(sweep):
+    # the contrast to the test above: the same check finds no series where nothing could be drawn
+    sweep.run("in_attention", 0, {"val/recon": [2.0, 1.5, 1.4]})
+    report = write_report(sweep.path)
+    assert colour_pixels(report / "rate_distortion.png", 0) == 0

@@ -3,9 +3,10 @@
 import math
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
-from musicvae.training.kl import free_bits_kl, kl_per_dim
+from musicvae.training.kl import kl_per_dim
 from musicvae.training.module import VAEModule, lr_factor
 
 
@@ -26,25 +27,41 @@ def fixed_batch(b=4, t=12, seed=0):
     return tokens, torch.ones_like(tokens, dtype=torch.bool)
 
 
+class RepeatBatch(torch.utils.data.Dataset):
+    """The same batch, `n` times (batch_size=None in the DataLoader: items are whole batches)."""
+
+    def __init__(self, batch, n):
+        self.batch, self.n = batch, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.batch
+
+
 @pytest.mark.parametrize("mode", ["in_attention", "cross_attention", "none"])
 def test_overfitting_one_batch_drives_recon_down(mode):
     torch.manual_seed(0)
     module = tiny_module(mode)
     tokens, mask = fixed_batch()
-    opt = torch.optim.AdamW(module.parameters(), lr=3e-3)
 
     def recon():
-        out = module.model(tokens, mask, sample=False)
-        return module.token_nll(out.logits, tokens, mask).sum() / mask[:, 1:].sum()
+        module.eval()
+        with torch.no_grad():
+            out = module.model(tokens, mask, sample=False)
+            return (module.token_nll(out.logits, tokens, mask).sum() / mask[:, 1:].sum()).item()
 
-    start = recon().item()
-    for _ in range(80):
-        out = module.model(tokens, mask, sample=True)
-        loss = module.token_nll(out.logits, tokens, mask).sum() / 4 + 0.1 * kl_per_dim(out.mu, out.logvar).sum(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    end = recon().item()
+    start = recon()
+    module.train()
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=80, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    # The real training_step (loss, β, free bits) and the real optimizer (configure_optimizers).
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(RepeatBatch((tokens, mask), 80), batch_size=None))
+    assert trainer.global_step == 80
+    end = recon()
     assert start > 2.5  # ~log(24) at init
     assert end < 0.5 * start
 
@@ -63,9 +80,30 @@ def test_token_nll_ignores_padding():
 
 
 def test_free_bits_in_training_loss_floors_each_dim():
-    mu = torch.zeros(3, 4)
-    logvar = torch.zeros(3, 4)  # KL exactly 0 in every dim
-    assert free_bits_kl(kl_per_dim(mu, logvar), 0.25).item() == pytest.approx(1.0)
+    tokens, mask = fixed_batch()
+    plain, floored = tiny_module(free_bits=0.0), tiny_module(free_bits=0.5)
+    floored.load_state_dict(plain.state_dict())
+    terms = []
+    for module in (plain, floored):
+        torch.manual_seed(1)  # the same z draw in both
+        terms.append(module.loss_terms(tokens, mask, step=0))
+    a, b = terms
+    assert torch.allclose(a["recon"], b["recon"]) and torch.allclose(a["kl"], b["kl"])
+    # the batch-mean KL of each dim, floored at 0.5: recomputed from the model's own posterior
+    mu, logvar = floored.model.encode(tokens, mask)
+    per_dim = kl_per_dim(mu, logvar).mean(0)
+    assert b["kl_fb"].item() == pytest.approx(per_dim.clamp(min=0.5).sum().item(), rel=1e-5)
+    assert b["loss"].item() == pytest.approx((b["recon"] + 0.1 * per_dim.clamp(min=0.5).sum()).item(), rel=1e-5)
+    assert a["kl_fb"].item() == pytest.approx(per_dim.sum().item(), rel=1e-5)
+    # A dim under the floor gets no KL gradient: with every dim floored, KL adds no gradient at all.
+    below = tiny_module(free_bits=1e6)
+    below.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    loss = below.loss_terms(tokens, mask, step=0)
+    head = below.model.encoder.to_posterior.weight
+    (grad_loss,) = torch.autograd.grad(loss["loss"], head, retain_graph=True)
+    (grad_recon,) = torch.autograd.grad(loss["recon"], head)
+    assert torch.allclose(grad_loss, grad_recon)
 
 
 def test_lr_factor_warmup_then_cosine_to_floor():
@@ -77,10 +115,20 @@ def test_lr_factor_warmup_then_cosine_to_floor():
     assert lr_factor(500, 10, 110, 0.1) == pytest.approx(0.1)
 
 
-def test_checkpoint_payload_is_self_contained():
-    module = tiny_module()
-    ckpt = {}
-    module.on_save_checkpoint(ckpt)
+def test_checkpoint_payload_is_self_contained(tiny_run):
+    """From the .ckpt alone: the model with its weights, the tokenizer that made its ids, the data settings."""
+    from musicvae.data import tokenizer_from_dict
+    from musicvae.training.module import module_from_checkpoint, read_checkpoint
+
+    ckpt = read_checkpoint(tiny_run["ckpt"])
     assert ckpt["musicvae"]["format"] >= 1
-    assert module.hparams.model["conditioning"] == {"mode": "in_attention"}
-    assert module.hparams.model["vocab_size"] == 24
+    module = module_from_checkpoint(ckpt, tiny_run["ckpt"])
+    hp = ckpt["hyper_parameters"]
+    tokenizer = tokenizer_from_dict(hp["tokenizer"])
+    assert len(tokenizer) == module.model.cfg.vocab_size
+    assert hp["data"]["bars"] == 4 and hp["data"]["max_tokens"] == 128  # how the run cut its segments
+    # The weights are the trained ones (not a fresh init): the saved tensors, bit for bit.
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, ckpt["state_dict"][name]), name
+    fresh = VAEModule(**hp)
+    assert not torch.equal(fresh.model.encoder.to_posterior.weight, module.model.encoder.to_posterior.weight)

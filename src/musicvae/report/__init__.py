@@ -1,0 +1,75 @@
+"""The comparison report of a sweep: which decoder conditionings keep the latent z in use.
+
+    python scripts/compare.py SWEEP_DIR
+
+reads every run folder `SWEEP_DIR/<run>/` (its `metrics.csv` from Lightning's CSVLogger, `config.yaml`,
+and optionally `fidelity.json` and `samples/`), groups the runs by every setting that differs except the
+seed, and writes `SWEEP_DIR/report/`:
+
+    summary.md          the verdict, the tables (mean [95% interval] over seeds), the figures, the samples
+    summary.csv         one row per group: its settings, n, and mean/std/n/lo/hi of each metric
+    comparisons.csv     paired differences (seed by seed) against the in_attention and none counterparts
+    rate_distortion.png final rate against final distortion, one line per mode through its β values
+    beta.png            final z-gap and AU against β
+    kl_curves.png, zgap.png, recon.png   curves against step, one line per group (mean, min–max band)
+    samples/<group>/    the prior samples and reconstructions of the group's first seed's run
+
+Modules: runs (reading), groups (grouping), stats (intervals), summary (the rows), verdict, plots,
+markdown (the files).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from musicvae.report.groups import Group, counterparts, group_runs
+from musicvae.report.markdown import copy_samples, read_csv, summary_markdown, write_csv
+from musicvae.report.plots import plot_beta, plot_kl, plot_rate_distortion, plot_val_metric
+from musicvae.report.runs import REPORT_DIRNAME, Run, find_runs, read_metrics
+from musicvae.report.stats import final_and_best, paired_difference, t_interval
+from musicvae.report.summary import METRICS, beta_series, comparisons, curves, summarize
+from musicvae.report.verdict import KL_COLLAPSE_NATS, ZGAP_COLLAPSE_NATS, read_verdict, verdict_text
+
+__all__ = [
+    "KL_COLLAPSE_NATS", "METRICS", "ZGAP_COLLAPSE_NATS", "Group", "Run", "comparisons", "counterparts",
+    "final_and_best", "find_runs", "group_runs", "paired_difference", "read_csv", "read_metrics",
+    "read_verdict", "summarize", "t_interval", "verdict_text", "write_report",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+def write_report(sweep_dir: Path) -> Path:
+    """Read the runs of a sweep dir and write SWEEP_DIR/report/ (see the module docstring). -> report dir."""
+    sweep_dir = Path(sweep_dir)
+    runs, skipped = find_runs(sweep_dir)
+    report_dir = sweep_dir / REPORT_DIRNAME
+    report_dir.mkdir(exist_ok=True)
+    groups = group_runs(runs)
+    rows, comps = summarize(groups), comparisons(groups)
+    log.info("%d runs in %d groups (%d skipped) -> %s", len(runs), len(groups), len(skipped), report_dir)
+
+    bands = curves(groups)
+    plot_kl(bands, report_dir / "kl_curves.png")
+    plot_val_metric(
+        bands, "val/zgap", "z-gap: NLL with another segment's z minus NLL with its own z, nats/token (~0: z unused)",
+        report_dir / "zgap.png", threshold=ZGAP_COLLAPSE_NATS,
+    )  # fmt: skip
+    plot_val_metric(
+        bands,
+        "val/recon",
+        "Validation reconstruction NLL, nats/token (lower is better)",
+        report_dir / "recon.png",
+    )
+    series = beta_series(groups, rows)
+    plot_rate_distortion(series, report_dir / "rate_distortion.png")
+    plot_beta(series, report_dir / "beta.png")
+
+    write_csv(rows, report_dir / "summary.csv")
+    write_csv(comps, report_dir / "comparisons.csv", empty_header=("group", "reference"))
+    copied = copy_samples(groups, report_dir)
+    verdict = verdict_text(rows, comps)
+    md = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict, copied)
+    (report_dir / "summary.md").write_text(md)
+    return report_dir

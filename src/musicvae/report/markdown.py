@@ -1,0 +1,179 @@
+"""The report's files: summary.md, summary.csv, comparisons.csv and the copied samples."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from musicvae.report.groups import Group, path_safe
+from musicvae.report.runs import FIDELITY
+from musicvae.report.stats import excludes_zero
+from musicvae.report.summary import COMPARED, METRICS
+from musicvae.report.verdict import COLLAPSE_RULE, NAMES, fmt_interval, interval
+
+# val/rate is val/kl under its rate–distortion name: in summary.csv and the figure, not twice in the tables.
+TABLE_METRICS = [(key, f"{key} ({unit})" if unit else key) for key, _, unit in METRICS if key != "val/rate"]
+
+
+def _cell(value: object) -> object:
+    """NaN and None as empty CSV cells."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return ""
+    return value
+
+
+def write_csv(rows: Sequence[dict], path: Path, empty_header: Sequence[str] = ("group",)) -> None:
+    """Rows as CSV, columns in first-seen order; NaN (e.g. the interval of a single seed) as an empty cell."""
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or list(empty_header)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows as text) of a CSV the report wrote."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def copy_samples(groups: Sequence[Group], report_dir: Path) -> dict[str, tuple[str, list[Path]]]:
+    """Copy each group's samples (of its first seed's run that has any) to report/samples/<group>/.
+
+    Returns {group label: (run name, copied paths relative to report_dir)}.
+    """
+    root = report_dir / "samples"
+    if root.exists():
+        shutil.rmtree(root)  # our own output: no stale samples from an earlier report
+    copied = {}
+    for group in groups:
+        run = next((r for r in group.runs if r.samples), None)
+        if run is None:
+            continue
+        files = []
+        for src in run.samples:
+            dst = root / path_safe(group.label) / src.relative_to(run.path / "samples")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            files.append(dst.relative_to(report_dir))
+        copied[group.label] = (run.name, files)
+    return copied
+
+
+def _table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """One row per group: n, then a 'mean [lo, hi]' cell per (stat name, header)."""
+    head = "| group | n | " + " | ".join(h for _, h in columns) + " |"
+    rule = "|" + "---|" * (len(columns) + 2)
+    body = [
+        f"| {r['group']} | {r['n_seeds']} | "
+        + " | ".join(fmt_interval(interval(r, n)) for n, _ in columns)
+        + " |"
+        for r in rows
+    ]
+    return "\n".join([head, rule, *body])
+
+
+def _comparison_table(comps: Sequence[dict]) -> str:
+    """One row per paired comparison; bold where the interval excludes 0."""
+    head = "| group | vs | n | " + " | ".join(f"Δ {NAMES.get(k, k)}" for k in COMPARED) + " |"
+    rule = "|" + "---|" * (len(COMPARED) + 3)
+    body = []
+    for c in comps:
+        cells = []
+        for key in COMPARED:
+            iv = interval(c, f"{key}_diff")
+            text = fmt_interval(iv, signed=True)
+            cells.append(f"**{text}**" if excludes_zero(iv) else text)
+        n = max(interval(c, f"{k}_diff").n for k in COMPARED)
+        body.append(f"| {c['group']} | {c['reference']} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *body])
+
+
+def _samples(copied: dict[str, tuple[str, list[Path]]]) -> str:
+    """The samples section: per group, the run they come from and one line per sample (MIDI, piano roll)."""
+    if not copied:
+        return "No run has a samples/ folder."
+    parts = []
+    for label, (run_name, files) in copied.items():
+        by_stem: dict[str, list[Path]] = {}
+        for f in files:
+            by_stem.setdefault(str(f.with_suffix("")), []).append(f)
+        items = [
+            f"- {Path(stem).name}: " + " · ".join(f"[{f.suffix.lstrip('.')}]({f.as_posix()})" for f in fs)
+            for stem, fs in by_stem.items()
+        ]
+        parts.append(f"### {label} (run `{run_name}`)\n\n" + "\n".join(items))
+    return "\n\n".join(parts)
+
+
+def _sweep_line(sweep_dir: Path, n_runs: int, groups: Sequence[Group], skipped: Sequence[Path]) -> str:
+    seeds = ", ".join(f"{g.label} ({len(g.runs)})" for g in groups)
+    varying = list(dict.fromkeys(k for g in groups for k in g.label_keys))
+    line = f"Sweep `{Path(sweep_dir).resolve().name}`: {n_runs} runs in {len(groups)} groups — seeds per group: {seeds}."
+    line += f" Groups differ in the mode and {', '.join(f'`{k}`' for k in varying)}." if varying else ""
+    if skipped:
+        names = ", ".join(f"`{p.name}`" for p in skipped)
+        line += f" {len(skipped)} run folder(s) without metrics.csv skipped: {names}."
+    return line
+
+
+def summary_markdown(
+    sweep_dir: Path,
+    n_runs: int,
+    skipped: Sequence[Path],
+    groups: Sequence[Group],
+    rows: Sequence[dict],
+    comps: Sequence[dict],
+    verdict: str,
+    copied: dict,
+) -> str:
+    """summary.md: the verdict, the tables, the figures and the samples."""
+    sections = [
+        "# Posterior collapse across decoder conditionings",
+        _sweep_line(sweep_dir, n_runs, groups, skipped),
+        "## Verdict",
+        verdict,
+        COLLAPSE_RULE,
+        "## Summary",
+        "Mean over seeds with its 95% Student-t interval, `mean [lo, hi]` (only the mean for one seed); n is "
+        "the group's seed count, and summary.csv has the n, std and bounds behind every cell. *Final* is the "
+        "last validation; *best* the max over validations (the min for val/recon, val/ppl, val/distortion).",
+        "### Final (last validation)",
+        _table(rows, [(f"{k}_final", h) for k, h in TABLE_METRICS]),
+        "### Best over training",
+        _table(rows, [(f"{k}_best", h) for k, h in TABLE_METRICS]),
+    ]
+    shown = [c for c in comps if c["mode"] != "none"]  # none - in_attention mirrors in_attention - none
+    if shown:
+        sections += [
+            "### Paired differences (comparisons.csv)",
+            "Group minus reference (same settings but the conditioning), final values paired seed by seed: "
+            "mean [95% interval]; **bold** where the interval excludes 0.",
+            _comparison_table(shown),
+        ]
+    if rows and "chroma_sim_mean" in rows[0]:
+        sections += [
+            "### Musical fidelity (test split)",
+            "Chroma and groove similarity: per-bar cosine between inputs and their reconstructions (1 = same). "
+            "Pitch-class entropy (bits) and note density of prior samples against the data.",
+            _table(rows, FIDELITY),
+        ]
+    sections += [
+        "## Rate–distortion",
+        "Each point is one group's final (rate, distortion), mean over seeds with 95% intervals; a line joins "
+        "the β values of one conditioning. Lower distortion at the same rate is better.",
+        "![rate–distortion](rate_distortion.png)",
+        "![z-gap and AU against β](beta.png)",
+        "## Curves",
+        "![KL curves](kl_curves.png)",
+        "![z-gap](zgap.png)",
+        "![reconstruction](recon.png)",
+        "## Samples",
+        _samples(copied),
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,71 @@
+"""With logger=wandb the sweep's report goes to the sweep's wandb group: offline here, no network."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from musicvae.experiment import ReportCallback, log_report_to_wandb
+from musicvae.report import read_csv, read_verdict, write_report
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """wandb offline and quiet, its config and cache in tmp_path (nothing under ~, nothing on the network)."""
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+                       "WANDB_CONFIG_DIR": tmp_path / "wandb_config", "WANDB_CACHE_DIR": tmp_path / "wandb_cache",
+                       "WANDB_DATA_DIR": tmp_path / "wandb_data", "WANDB_DISABLE_GIT": "true"}.items():  # fmt: skip
+        monkeypatch.setenv(key, str(value))
+
+
+def write_sweep(sweep: Path) -> Path:
+    """Two modes × two seeds, each run a config.yaml and a metrics.csv with three validations."""
+    for i, (mode, seed) in enumerate([(m, s) for m in ("in_attention", "none") for s in (0, 1)]):
+        run = sweep / f"{i}_{mode}_seed{seed}"
+        run.mkdir(parents=True)
+        config = {"seed": seed, "output_dir": str(run), "model": {"conditioning": {"mode": mode}},
+                  "kl": {"schedule": "constant", "beta": 0.2, "free_bits": 0.0}}  # fmt: skip
+        OmegaConf.save(OmegaConf.create(config), run / "config.yaml")
+        zgap = 0.0 if mode == "none" else 0.01 + 0.001 * seed
+        with open(run / "metrics.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", "step", "val/kl", "val/zgap", "val/distortion"])
+            writer.writerows([0, step, 1.0 + seed, zgap, 50.0 - step] for step in (10, 20, 30))
+    return sweep
+
+
+def test_log_report_to_wandb_writes_an_offline_run_with_one_table_row_per_group(tmp_path, offline_wandb):
+    sweep = write_sweep(tmp_path / "sweep")
+    report = write_report(sweep)
+    columns, rows = read_csv(report / "summary.csv")
+
+    table = log_report_to_wandb(report, rows, read_verdict(report), {"project": "musicvae", "mode": "offline"},
+                                group=str(sweep), columns=columns)  # fmt: skip
+
+    assert list(table.columns) == columns and len(table.data) == len(rows) == 2  # one row per group
+    kl = columns.index("val/kl_final_mean")
+    assert [r[columns.index("group")] for r in table.data] == ["in_attention", "none"]
+    assert [r[kl] for r in table.data] == [float(r["val/kl_final_mean"]) for r in rows]  # numbers, not text
+    (log,) = report.glob("wandb/offline-run-*/run-*.wandb")
+    data = log.read_bytes()
+    assert len(data) > 0 and str(sweep).encode() in data  # the sweep's group is recorded
+    (saved,) = report.glob("wandb/offline-run-*/files/media/table/report/summary_*.table.json")
+    saved = json.loads(saved.read_text())  # the table as written, read back
+    assert saved["columns"] == columns and len(saved["data"]) == 2
+
+
+def test_the_callback_logs_to_wandb_only_with_logger_wandb(tmp_path, offline_wandb):
+    sweep = write_sweep(tmp_path / "sweep")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "group": str(sweep),
+                               "logger": {"csv": True, "wandb": None}})  # fmt: skip
+    ReportCallback().on_multirun_end(config)
+    assert (sweep / "report" / "summary.md").is_file() and not (sweep / "report" / "wandb").exists()
+
+    config.logger.wandb = {"project": "musicvae", "mode": "offline", "group": str(sweep)}
+    ReportCallback().on_multirun_end(config)
+    runs = list((sweep / "report").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
