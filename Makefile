@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # CUDA build). Bring your own: `make install TORCH_SPEC="torch==2.5.1"` or install torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-slow demo lint clean-data
+.PHONY: install test test-slow demo study lint clean-data
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ demo: install
 		input=data/midi/bach/bwv1.6.mid input2=data/midi/bach/bwv10.7.mid steps=5 top_p=0.9 \
 		out_dir=$(DEMO_DIR)/samples/interpolate
 	@echo "report: $(DEMO_DIR)/report/summary.md  samples: $(DEMO_DIR)/samples/"
+
+# The rate-distortion study of docs/results/rate_distortion_demo/: in_attention, cross_attention and
+# none x beta 0.02/0.05/0.2 x seeds 0/1/2 at demo size, one process per seed (one thread each: on 2
+# cores three single-threaded processes beat one two-threaded one), then the report. ~1 h on 2 cores;
+# started again into the same STUDY_DIR it trains only the runs not finished (skip_finished).
+STUDY_DIR ?= outputs/rate_distortion_demo
+study: install
+	$(PY) scripts/prepare_data.py data=bach_2bar
+	mkdir -p $(STUDY_DIR)
+	pids=""; for s in 0 1 2; do \
+		OMP_NUM_THREADS=1 $(PY) scripts/train.py -m experiment=rate_distortion_demo seed=$$s \
+			hydra.sweep.dir=$(STUDY_DIR) '~hydra.callbacks.report' trainer.enable_progress_bar=false \
+			> $(STUDY_DIR)/seed$$s.log 2>&1 & pids="$$pids $$!"; \
+	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
+	$(PY) scripts/compare.py $(STUDY_DIR)
 
 lint: install
 	$(PY) -m ruff check src scripts tests

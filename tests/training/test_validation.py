@@ -159,3 +159,19 @@ def test_elbo_is_sampled_nll_plus_kl_by_hand(datamodule):
     assert metrics["val/kl"] == pytest.approx(kl_sum / 10, rel=1e-4)
     assert metrics["val/elbo"] == pytest.approx((nll_sum + kl_sum) / 10, rel=1e-4)
     assert math.isfinite(metrics["val/mi"]) and metrics["val/mi"] <= math.log(10) + 1e-6
+
+
+@pytest.mark.slow
+def test_two_processes_validate_like_one(datamodule):
+    """DDP (2 CPU processes, gloo): each rank takes its share of the sample, none twice, sums reduced."""
+    dm = datamodule("data.val_segments=25")  # odd: a padding sampler would count one segment twice
+    assert len(dm.val_sample) == 25
+    module = tiny_module(dm)
+    one = validate(module, dm)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=dm.settings.cache_dir,
+    )  # fmt: skip
+    (two,) = trainer.validate(module, datamodule=dm, verbose=False)
+    for key in VAL_KEYS:
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
