@@ -1,4 +1,4 @@
-"""Active units, the minibatch MI estimate and derangements, on cases with known answers."""
+"""Active units, the MI estimate and partners from other groups, on cases with known answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from musicvae.metrics.latent import active_units, derangement, mutual_information
+from musicvae.metrics.latent import active_units, group_derangement, mutual_information, mutual_information_terms
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -112,27 +112,36 @@ def test_mi_does_not_touch_autograd():
     assert isinstance(mutual_information(mu, torch.zeros(4, 2)), float)
 
 
-# ---- derangement ---------------------------------------------------------------------------------
+# ---- partners from other groups, MI against a reference set ------------------------------------------
 
 
-@pytest.mark.parametrize("n", [2, 3, 5, 16, 97])
-def test_derangement_is_permutation_without_fixed_points(n):
-    g = _gen(n)
-    for _ in range(20):
-        p = derangement(n, g)
-        assert p.dtype == torch.long
-        assert torch.equal(p.sort().values, torch.arange(n))
-        assert not (p == torch.arange(n)).any()
+@pytest.mark.parametrize(
+    "groups", [[0, 0, 1, 1, 2, 2, 2], [5, 5, 5, 1, 2, 3], list(range(9)), [0] * 10 + [1] * 10, [0, 0, 0, 0, 1]]
+)
+def test_group_derangement_partners_come_from_other_groups(groups):
+    g = torch.tensor(groups)
+    partners = group_derangement(groups, _gen(0))
+    assert (g[partners] != g).all()
+    if 2 * int(torch.bincount(g).max()) <= len(groups):  # balanced: a permutation, every z used once
+        assert sorted(partners.tolist()) == list(range(len(groups)))
 
 
-def test_derangement_of_two_is_swap_and_three_reaches_both_cycles():
-    assert derangement(2).tolist() == [1, 0]
-    g = _gen()
-    seen = {tuple(derangement(3, g).tolist()) for _ in range(50)}
-    assert seen == {(1, 2, 0), (2, 0, 1)}
-
-
-def test_derangement_reproducible_and_rejects_small_n():
-    assert torch.equal(derangement(10, _gen(1)), derangement(10, _gen(1)))
+def test_group_derangement_is_seeded_and_needs_two_groups():
+    groups = [0, 0, 1, 1, 2, 2, 3, 3]
+    assert torch.equal(group_derangement(groups, _gen(3)), group_derangement(groups, _gen(3)))
+    assert len({tuple(group_derangement(groups, _gen(s)).tolist()) for s in range(20)}) > 1
     with pytest.raises(ValueError):
-        derangement(1)
+        group_derangement([4, 4, 4])
+
+
+def test_mi_terms_against_a_reference_are_exact_in_any_chunking_and_split():
+    g = _gen(0)
+    mu, logvar = torch.randn(40, 3, generator=g), 0.5 * torch.randn(40, 3, generator=g)
+    z = mu + torch.randn(40, 3, generator=g) * (0.5 * logvar).exp()
+    whole = mutual_information_terms(z, mu, logvar, mu, logvar, chunk=1000)
+    assert torch.allclose(mutual_information_terms(z, mu, logvar, mu, logvar, chunk=7), whole, atol=1e-12)
+    # batch by batch, in another order: the same terms, so the same sum
+    perm = torch.randperm(40, generator=g)
+    parts = [mutual_information_terms(z[i], mu[i], logvar[i], mu, logvar) for i in perm.split(6)]
+    assert torch.allclose(torch.cat(parts), whole[perm], atol=1e-12)
+    assert (whole <= math.log(40) + 1e-9).all()  # each term is bounded by log N

@@ -1,4 +1,4 @@
-"""Posterior-collapse diagnostics on encoder outputs: active units, mutual information, z-shuffle helper.
+"""Posterior-collapse diagnostics on encoder outputs: active units, mutual information, z-gap partners.
 
 The per-dim KL lives in `musicvae.training.kl.kl_per_dim`.
 """
@@ -76,21 +76,6 @@ def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator | 
     return float(mutual_information_terms(z, mu, logvar, mu, logvar).mean().item())
 
 
-def derangement(n: int, generator: torch.Generator | None = None) -> Tensor:
-    """A random permutation of range(n) with no fixed point (n >= 2) → LongTensor [n].
-
-    Used to give each sample another sample's z (z-shuffle gap). Rejection sampling of uniform
-    permutations: uniform over derangements, and about e ≈ 2.7 draws on average (1/e are derangements).
-    """
-    if n < 2:
-        raise ValueError(f"a derangement needs n >= 2, got {n}")
-    idx = torch.arange(n)
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        if not bool((perm == idx).any()):
-            return perm
-
-
 def group_derangement(groups, generator: torch.Generator | None = None) -> Tensor:
     """For each item, a partner from another group (e.g. another piece) → LongTensor [n] of indices.
 
@@ -99,7 +84,7 @@ def group_derangement(groups, generator: torch.Generator | None = None) -> Tenso
     aggregate posterior's draws): items are ordered by group, groups and items within them in random
     order, and each is paired with the item `m` places on (m = the largest group's size), which always
     lies in another group. Otherwise (one dominant piece) each item draws a partner uniformly from the
-    other groups' items. UserError-free: raises ValueError when there is a single group.
+    other groups' items. Raises ValueError when there is a single group.
     """
     groups = torch.as_tensor(groups, dtype=torch.long).flatten()
     n = len(groups)
