@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from musicvae.metrics.latent import active_units, group_derangement, mutual_information, mutual_information_terms
+from musicvae.metrics.latent import (
+    active_units,
+    group_derangement,
+    mutual_information,
+    mutual_information_terms,
+)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
