@@ -17,6 +17,7 @@ import numpy as np
 import pretty_midi
 import torch
 
+from musicvae.checkpoint import model_from_checkpoint, read_checkpoint
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
 from musicvae.data.datamodule import collate_segments
 from musicvae.data.segments import midi_to_segments, midi_to_windows
@@ -24,7 +25,6 @@ from musicvae.data.tokenize import tokenizer_from_dict, tokens_to_midi
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, sample_tokens, slerp
 from musicvae.models.vae import MusicVAE
-from musicvae.training.module import module_from_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "reconstruct", "interpolate")
@@ -44,7 +44,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     hp = ckpt["hyper_parameters"]
     if not hp.get("tokenizer"):
         raise UserError(f"{path} carries no tokenizer: it cannot be decoded to MIDI")
-    model = module_from_checkpoint(ckpt, path).model.to(device).eval()
+    model = model_from_checkpoint(ckpt, path).to(device).eval()
     return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), dict(hp.get("data") or {}), Path(path))
 
 

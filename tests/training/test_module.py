@@ -117,18 +117,18 @@ def test_lr_factor_warmup_then_cosine_to_floor():
 
 def test_checkpoint_payload_is_self_contained(tiny_run):
     """From the .ckpt alone: the model with its weights, the tokenizer that made its ids, the data settings."""
+    from musicvae.checkpoint import model_from_checkpoint, read_checkpoint
     from musicvae.data import tokenizer_from_dict
-    from musicvae.training.module import module_from_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(tiny_run["ckpt"])
     assert ckpt["musicvae"]["format"] >= 1
-    module = module_from_checkpoint(ckpt, tiny_run["ckpt"])
+    model = model_from_checkpoint(ckpt, tiny_run["ckpt"])
     hp = ckpt["hyper_parameters"]
     tokenizer = tokenizer_from_dict(hp["tokenizer"])
-    assert len(tokenizer) == module.model.cfg.vocab_size
+    assert len(tokenizer) == model.cfg.vocab_size
     assert hp["data"]["bars"] == 4 and hp["data"]["max_tokens"] == 128  # how the run cut its segments
     # The weights are the trained ones (not a fresh init): the saved tensors, bit for bit.
-    for name, tensor in module.state_dict().items():
-        assert torch.equal(tensor, ckpt["state_dict"][name]), name
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, ckpt["state_dict"][f"model.{name}"]), name
     fresh = VAEModule(**hp)
-    assert not torch.equal(fresh.model.encoder.to_posterior.weight, module.model.encoder.to_posterior.weight)
+    assert not torch.equal(fresh.model.encoder.to_posterior.weight, model.encoder.to_posterior.weight)

@@ -19,15 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
-import zipfile
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from musicvae import __version__
+from musicvae.checkpoint import checkpoint_tag
 from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
 from musicvae.models.vae import MusicVAE, VAEConfig
@@ -35,7 +33,6 @@ from musicvae.training.kl import KLConfig, beta_at, free_bits_kl, kl_per_dim
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
 EVAL_SEED = 0  # the val sample's noise and z-gap partners: the same for every run, whatever its seed
 
 
@@ -214,7 +211,7 @@ class VAEModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["musicvae"] = {"format": CHECKPOINT_FORMAT, "version": __version__}
+        checkpoint["musicvae"] = checkpoint_tag()  # read back by musicvae.checkpoint.read_checkpoint
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -223,46 +220,3 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
-    """Load a musicvae training checkpoint as a dict; one clear UserError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: pass the .ckpt of a training run (its checkpoints/ folder)")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
-    if not isinstance(ckpt, dict) or "musicvae" not in ckpt or "hyper_parameters" not in ckpt:
-        raise UserError(f"{path} is not a musicvae training checkpoint (no model config in it)")
-    fmt = ckpt["musicvae"].get("format")
-    if fmt != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{path} has checkpoint format {fmt} (musicvae {ckpt['musicvae'].get('version')}); this musicvae "
-            f"reads format {CHECKPOINT_FORMAT}: use the version that trained it, or retrain"
-        )
-    return ckpt
-
-
-def module_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> VAEModule:
-    """The VAEModule a `read_checkpoint` dict describes, with its weights."""
-    try:
-        module = VAEModule(**ckpt["hyper_parameters"])
-        module.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as e:
-        raise UserError(f"{path} does not match this version's model ({str(e).splitlines()[0]})") from None
-    return module
-
-
-def check_resumable(ckpt: dict, module: VAEModule, path: str | Path) -> None:
-    """UserError when the new run's model, tokenizer or data differ from those the checkpoint trained."""
-    old = ckpt["hyper_parameters"]
-    for key in ("model", "tokenizer", "data"):
-        if old.get(key) != module.hparams.get(key):
-            diff = sorted(k for k in set(old.get(key) or {}) | set(module.hparams.get(key) or {})
-                          if (old.get(key) or {}).get(k) != (module.hparams.get(key) or {}).get(k))  # fmt: skip
-            raise UserError(
-                f"ckpt_path={path} was trained with other {key} settings ({', '.join(diff[:5])} differ): "
-                f"resume with the run's own config (its config.yaml), or start a new run"
-            )

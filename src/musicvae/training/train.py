@@ -13,11 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
+from musicvae.checkpoint import check_resumable, read_checkpoint
 from musicvae.data import MidiDataModule
 from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
-from musicvae.training.module import VAEModule, check_resumable, read_checkpoint
+from musicvae.training.module import VAEModule
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def train(cfg: DictConfig) -> dict:
     check_splits(dm)
     module = build_module(cfg, dm)
     if resume is not None:
-        check_resumable(resume, module, cfg.ckpt_path)
+        check_resumable(resume, module.hparams, cfg.ckpt_path)
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",

@@ -1,0 +1,71 @@
+"""Checkpoint I/O, below both training and sampling: read a musicvae checkpoint, rebuild its model,
+check that a new run may resume from it. Nothing here imports Lightning or the training package.
+
+A checkpoint is Lightning's dict with our `hyper_parameters` (model config, KL and optimiser settings,
+tokenizer, data settings: self-contained) and a `musicvae` entry {format, version} written by
+`VAEModule.on_save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from musicvae import __version__
+from musicvae.errors import UserError
+from musicvae.models.vae import MusicVAE, VAEConfig
+
+CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
+MODEL_PREFIX = "model."  # the LightningModule keeps the MusicVAE as `self.model`
+
+
+def checkpoint_tag() -> dict:
+    """What `on_save_checkpoint` stores under ckpt["musicvae"]."""
+    return {"format": CHECKPOINT_FORMAT, "version": __version__}
+
+
+def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
+    """Load a musicvae training checkpoint as a dict; one clear UserError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass the .ckpt of a training run (its checkpoints/ folder)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
+    if not isinstance(ckpt, dict) or "musicvae" not in ckpt or "hyper_parameters" not in ckpt:
+        raise UserError(f"{path} is not a musicvae training checkpoint (no model config in it)")
+    fmt = ckpt["musicvae"].get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} has checkpoint format {fmt} (musicvae {ckpt['musicvae'].get('version')}); this musicvae "
+            f"reads format {CHECKPOINT_FORMAT}: use the version that trained it, or retrain"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> MusicVAE:
+    """The MusicVAE a `read_checkpoint` dict describes, with its trained weights."""
+    weights = {k[len(MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    try:
+        model = MusicVAE(VAEConfig(**ckpt["hyper_parameters"]["model"]))
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as e:
+        raise UserError(f"{path} does not match this version's model ({str(e).splitlines()[0]})") from None
+    return model
+
+
+def check_resumable(ckpt: dict, hparams: dict, path: str | Path) -> None:
+    """UserError when a new run's model, tokenizer or data settings (`hparams`) differ from the checkpoint's."""
+    old = ckpt["hyper_parameters"]
+    for key in ("model", "tokenizer", "data"):
+        before, now = old.get(key) or {}, hparams.get(key) or {}
+        if before != now:
+            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise UserError(
+                f"ckpt_path={path} was trained with other {key} settings ({', '.join(diff[:5])} differ): "
+                f"resume with the run's own config (its config.yaml), or start a new run"
+            )
