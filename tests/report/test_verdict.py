@@ -166,3 +166,21 @@ def test_a_beta_sweep_gets_one_verdict_block_per_beta(sweep):
     assert "not distinguishable with 3 seeds" in bullet(low, "- **z-gap**")
     assert "**cross_attention** better" in bullet(high, "- **z-gap**")
     assert all(x.startswith("  - ") for x in lines if x and not x.startswith("- **kl.beta="))
+
+
+def test_the_control_line_also_separates_by_mi_and_kl(sweep):
+    # z-gap alone cannot separate cross_attention (one seed near 0), but MI and KL clearly do
+    write_modes(sweep, {
+        "in_attention": {"val/zgap": [0.016, 0.026, 0.027], "val/mi": [1.5, 3.2, 3.0], "val/kl": [15.0, 17.7, 13.9]},
+        "cross_attention": {"val/zgap": [0.019, 0.014, 0.003], "val/mi": [1.36, 1.30, 0.91], "val/kl": [5.1, 4.6, 3.3]},
+        "none": {"val/zgap": [0.0, 0.0, 0.0], "val/mi": [0.0006, -0.0001, 0.0007], "val/kl": [0.0027, 0.0027, 0.0017]},
+    })  # fmt: skip
+    verdict = read_verdict(write_report(sweep.path))
+    none = bullet(verdict, "- **none** (control")
+    assert "not separated (paired z-gap): cross_attention" in none
+    mi = bullet(verdict, "- paired MI (nats) against the control:")
+    assert re.search(r"separated from it: in_attention \+[\d.]+ \[[\d.]+, [\d.]+\] \(n=3\), cross_attention \+", mi)
+    assert "not separated" not in mi
+    assert bullet(verdict, "- paired KL (nats/segment) against the control:").startswith(
+        "- paired KL (nats/segment) against the control: separated from it: in_attention"
+    )

@@ -119,8 +119,23 @@ def collapse_call(row: dict, vs_none: dict | None) -> tuple[str, str]:
     )
 
 
-def _none_line(row: dict, vs_none: Sequence[dict], context: str) -> str:
-    """The control: its z-gap, and which real modes are separated from it (paired z-gap interval)."""
+def _separation(comps: Sequence[dict], key: str, context: str) -> dict[str, list[str]]:
+    """{'separated from it' | 'not separated' | 'n=1, not judged': ['<mode> +d [lo, hi] (n=k)', ...]}
+    for the paired difference of `key` between each real mode and the control."""
+    verdicts: dict[str, list[str]] = {"separated from it": [], "not separated": [], "n=1, not judged": []}
+    for comp in comps:
+        diff = interval(comp, f"{key}_diff")
+        if diff.n < 2:
+            which = "n=1, not judged"
+        else:
+            which = "separated from it" if excludes_zero(diff) else "not separated"
+        verdicts[which].append(f"{_short(comp['group'], context)} {fmt_interval(diff, signed=True)} (n={diff.n})")
+    return verdicts
+
+
+def _none_lines(row: dict, vs_none: Sequence[dict], context: str, free_bits: bool) -> list[str]:
+    """The control: its z-gap, and which real modes are separated from it, seed by seed, in z-gap (does the
+    decoder use z?) and, as sub-bullets, in MI and KL (does z carry information about x at all?)."""
     z = interval(row, "val/zgap_final")
     if not z.n:
         check = ""
@@ -128,24 +143,19 @@ def _none_line(row: dict, vs_none: Sequence[dict], context: str) -> str:
         check = ", exactly 0 as it must be"
     else:
         check = ", should be exactly 0: check the z-gap measurement"
-    verdicts: dict[str, list[str]] = {"separated from it": [], "not separated": [], "n=1, not judged": []}
-    for comp in vs_none:
-        diff = interval(comp, "val/zgap_diff")
-        if diff.n < 2:
-            which = "n=1, not judged"
-        else:
-            which = "separated from it" if excludes_zero(diff) else "not separated"
-        verdicts[which].append(
-            f"{_short(comp['group'], context)} {fmt_interval(diff, signed=True)} (n={diff.n})"
-        )
     line = (
         f"- **{_short(row['group'], context)}** (control, decoder without z): "
         f"final z-gap {fmt_interval(z)} nats/token (n={z.n}{check})"
     )
-    for which, items in verdicts.items():
+    for which, items in _separation(vs_none, "val/zgap", context).items():
         if items:
             line += f"; {which} (paired z-gap): " + ", ".join(items)
-    return line
+    lines = [line]
+    for key in ("val/mi",) + (() if free_bits else ("val/kl",)):
+        parts = [f"{which}: " + ", ".join(items) for which, items in _separation(vs_none, key, context).items() if items]
+        if parts:
+            lines.append(f"  - paired {NAMES[key]} ({UNITS[key]}) against the control: " + "; ".join(parts))
+    return lines
 
 
 def _comparison_lines(comp: dict, free_bits: bool, context: str) -> list[str]:
@@ -191,7 +201,7 @@ def _context_lines(rows: Sequence[dict], comps: Sequence[dict], context: str) ->
     for row in rows:
         if row["mode"] == "none":
             mine = [c for c in comps if c["reference"] == row["group"]]
-            lines.append(_none_line(row, mine, context))
+            lines += _none_lines(row, mine, context, free_bits > 0)
     for comp in comps:
         if comp["reference_mode"] == "in_attention" and comp["mode"] != "none":
             lines += _comparison_lines(comp, free_bits > 0, context)
