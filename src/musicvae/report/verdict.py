@@ -35,6 +35,9 @@ COLLAPSE_RULE = (
 )
 NAMES = {"val/zgap": "z-gap", "val/mi": "MI", "val/distortion": "distortion", "val/kl": "KL", "val/au": "AU",
          "val/recon": "recon"}  # fmt: skip
+BETTER_MEANS = {"val/zgap": "its decoder uses z more", "val/mi": "z carries more information about x",
+                "val/distortion": "lower distortion", "val/kl": "more KL kept", "val/au": "more active units",
+                "val/recon": "lower reconstruction NLL"}  # fmt: skip
 SINGLE_SEED = "One seed per setting: no intervals, so nothing below is resolved; rerun with seed=0,1,2"
 
 
@@ -174,7 +177,7 @@ def _comparison_lines(comp: dict, free_bits: bool, context: str) -> list[str]:
         elif excludes_zero(diff):
             higher = key != "val/distortion"  # lower distortion is better; higher everything else
             better = a if (diff.mean > 0) == higher else b
-            lines.append(f"{head} **{better}** better, difference {numbers}")
+            lines.append(f"{head} **{better}** better ({BETTER_MEANS[key]}), difference {numbers}")
         else:
             lines.append(f"{head} not distinguishable with {_seeds(diff.n)} ({numbers})")
     return lines
