@@ -154,6 +154,8 @@ def _none_lines(row: dict, vs_none: Sequence[dict], context: str, free_bits: boo
         if items:
             line += f"; {which} (paired z-gap): " + ", ".join(items)
     lines = [line]
+    if all(interval(c, "val/zgap_diff").n < 2 for c in vs_none):  # one seed: nothing more to separate
+        return lines
     for key in ("val/mi",) + (() if free_bits else ("val/kl",)):
         parts = [f"{which}: " + ", ".join(items) for which, items in _separation(vs_none, key, context).items() if items]
         if parts:
@@ -165,6 +167,10 @@ def _comparison_lines(comp: dict, free_bits: bool, context: str) -> list[str]:
     """Metric by metric, a mode against in_attention: the better one only where the interval excludes 0."""
     a, b = _short(comp["group"], context), _short(comp["reference"], context)
     keys = ("val/zgap", "val/mi", "val/distortion") + (() if free_bits else ("val/kl", "val/au"))
+    if max(interval(comp, f"{key}_diff").n for key in keys) < 2:  # one seed: one line, not one per metric
+        gap = interval(comp, "val/zgap_diff")
+        return [f"- **{a} vs {b}**: n=1, no interval: not judged (z-gap {a} − {b} {fmt_interval(gap, signed=True)} "
+                "nats/token; every paired difference is in comparisons.csv)"]
     lines = []
     for key in keys:
         diff = interval(comp, f"{key}_diff")
