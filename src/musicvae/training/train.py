@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, WandbLogger
 
 from musicvae.checkpoint import check_resumable, read_checkpoint
 from musicvae.data import MidiDataModule
@@ -19,6 +19,12 @@ from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
 from musicvae.training.module import VAEModule
+from musicvae.training.resume import (
+    ResumingCSVLogger,
+    resume_checkpoint,
+    run_dir_of_checkpoint,
+    trim_kl_per_dim,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +33,12 @@ DATA_KEYS_IN_CHECKPOINT = ("name", "bars", "hop_bars", "max_tokens", "overlong",
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    """The run's output folder: cfg.output_dir, else Hydra's run dir, else outputs/train/<time>."""
+    """The run's output folder: cfg.output_dir, else the folder of the checkpoint it resumes (its curve
+    goes on in one place), else Hydra's run dir, else outputs/train/<time>."""
     if cfg.get("output_dir"):
         return Path(cfg.output_dir)
+    if cfg.get("ckpt_path") and cfg.ckpt_path != "last" and (own := run_dir_of_checkpoint(cfg.ckpt_path)):
+        return own
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -51,12 +60,13 @@ def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
     )
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int = 0) -> list[Logger]:
     loggers: list[Logger] = []
     if cfg.logger.get("csv"):
-        if not (run_dir / "metrics.csv").exists():  # our own config.yaml is there: nothing to lose
+        if resume_step or not (run_dir / "metrics.csv").exists():  # nothing is lost: say nothing
             warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))  # -> run_dir/metrics.csv
+        # -> run_dir/metrics.csv, keeping the rows before the step a resumed run starts from
+        loggers.append(ResumingCSVLogger(save_dir=str(run_dir), name="", version="", resume_step=resume_step))
     wb = cfg.logger.get("wandb")
     if wb:
         loggers.append(
@@ -131,14 +141,18 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("skip_finished") and (done := finished_run(run_dir, cfg)) is not None:
         log.info("%s finished earlier with this config: skipped (skip_finished=true)", run_dir)
         return dict(done, run_dir=run_dir)
+    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), bool(cfg.get("resume")), run_dir)
+    resume = read_checkpoint(ckpt_path) if ckpt_path else None  # fail early, before the data
+    check_validation_limits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / FINISHED).unlink(missing_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    if not cfg.get("ckpt_path"):  # a fresh run in a reused folder: its CSV is rewritten, so is this
+    resume_step = int(resume["global_step"]) if resume else 0
+    if resume:  # the curve goes on: records after the checkpoint are logged again
+        trim_kl_per_dim(run_dir / "kl_per_dim.jsonl", resume_step)
+        log.info("resuming %s from %s (step %d)", run_dir, ckpt_path, resume_step)
+    else:  # a fresh run in a reused folder: its CSV is rewritten, so is this
         (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
-
-    resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None  # fail early, before the data
-    check_validation_limits(cfg)
 
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
     dm.prepare_data()
@@ -146,7 +160,7 @@ def train(cfg: DictConfig) -> dict:
     check_splits(dm)
     module = build_module(cfg, dm)
     if resume is not None:
-        check_resumable(resume, module.hparams, cfg.ckpt_path)
+        check_resumable(resume, module.hparams, ckpt_path)
 
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -160,7 +174,7 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [checkpoints]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
-    loggers = build_loggers(cfg, run_dir)
+    loggers = build_loggers(cfg, run_dir, resume_step)
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         default_root_dir=str(run_dir),
@@ -170,7 +184,7 @@ def train(cfg: DictConfig) -> dict:
     log.info("run dir: %s | conditioning: %s", run_dir, cfg.model.conditioning.mode)
     fidelity = None
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
         fid = cfg.eval.get("fidelity")
         if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
             fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))

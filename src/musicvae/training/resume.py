@@ -1,0 +1,93 @@
+"""Resuming a run so that nothing is lost: the run's own folder, its newest checkpoint, its whole curve.
+
+    ckpt_path=<run>/checkpoints/last.ckpt   resume into <run> (not a new folder), unless output_dir says otherwise
+    ckpt_path=last                          the newest checkpoint of the run dir (output_dir, or a sweep's run dir)
+    resume=true                             the same when a last.ckpt exists, else start fresh (what sweeps set)
+
+Lightning's CSVLogger deletes `metrics.csv` when it starts; `ResumingCSVLogger` keeps the rows the run
+logged before the checkpoint's step and appends after them, and `trim_kl_per_dim` drops the records
+after it, so a run killed after its checkpoint and resumed has every logged step exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from musicvae.errors import UserError
+
+LAST = "last.ckpt"
+
+
+def run_dir_of_checkpoint(ckpt_path: str | Path) -> Path | None:
+    """<run> for <run>/checkpoints/<name>.ckpt (the layout train() writes), else None."""
+    path = Path(ckpt_path)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
+def resume_checkpoint(ckpt_path: str | None, resume: bool, run_dir: Path) -> Path | None:
+    """The checkpoint to resume from: ckpt_path as given, `last` = the run dir's last.ckpt, or with
+    resume=true that file when it exists. None: a fresh run."""
+    newest = run_dir / "checkpoints" / LAST
+    if ckpt_path == "last":
+        if not newest.is_file():
+            raise UserError(
+                f"ckpt_path=last: {newest} does not exist: set output_dir to the run to resume "
+                "(its folder holds checkpoints/last.ckpt), or pass the checkpoint's path"
+            )
+        return newest
+    if ckpt_path:
+        return Path(ckpt_path)
+    return newest if resume and newest.is_file() else None
+
+
+def rows_before(path: Path, step: int) -> tuple[list[dict], list[str]]:
+    """(rows with step < `step`, the header) of a CSVLogger metrics.csv; ([], []) when there is none."""
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) < step]
+        return rows, list(reader.fieldnames or [])
+
+
+class ResumingCSVLogger(CSVLogger):
+    """A CSVLogger into `save_dir` that, resuming at `resume_step`, keeps the earlier rows of its metrics.csv."""
+
+    def __init__(self, *args, resume_step: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept, header = rows_before(path, self.resume_step) if self.resume_step else ([], [])
+        writer = super().experiment  # Lightning's writer: it deletes metrics.csv
+        if kept:
+            with open(path, "w", newline="") as f:  # the csv module's defaults, as Lightning writes
+                out = csv.DictWriter(f, fieldnames=header)
+                out.writeheader()
+                out.writerows(kept)
+            writer.metrics_keys = sorted(header)  # new rows append under this header (or widen it)
+        return writer
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        # Lightning flushes the CSV every 100 steps: flush at every checkpoint too, so that a run killed
+        # later still has on disk every row up to the step it will resume from.
+        super().after_save_checkpoint(checkpoint_callback)
+        self.save()
+
+
+def trim_kl_per_dim(path: Path, step: int) -> None:
+    """Keep the kl_per_dim.jsonl records up to `step` (the checkpoint's): the rest is logged again."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))

@@ -1,0 +1,88 @@
+"""Resume that keeps everything: a run killed with SIGKILL after a checkpoint, resumed into its own
+folder, has every logged step in metrics.csv exactly once, as an uninterrupted run does."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from musicvae.errors import UserError
+from musicvae.training.resume import resume_checkpoint, run_dir_of_checkpoint
+from musicvae.training.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+KILL_AT = 13  # after the step-10 checkpoint, before the step-20 one
+
+# Run train(cfg) in a child process that SIGKILLs itself at step KILL_AT (no handler, no clean-up).
+KILLER = """
+import os, signal, sys
+from hydra import compose, initialize_config_dir
+from musicvae.training.module import VAEModule
+from musicvae.training.train import train
+
+def die(self, outputs, batch, batch_idx):
+    if self.global_step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+VAEModule.on_train_batch_end = die
+with initialize_config_dir(config_dir={configs!r}, version_base="1.3"):
+    train(compose("train", overrides={overrides!r}))
+"""
+
+
+@pytest.fixture
+def overrides(midi_folder, tmp_path):
+    def _overrides(out: Path, *extra: str) -> list[str]:
+        return [
+            "data=midi_dir", f"data.path={midi_folder}", f"paths.data_dir={tmp_path / 'data'}", "data.workers=1",
+            "data.batch_size=4", "data.max_tokens=128", "data.val_fraction=0.25", "trainer=debug",
+            "trainer.max_steps=30", "trainer.val_check_interval=10", "model.d_model=32", "model.layers=1",
+            "model.heads=2", "model.latent_dim=8", "model.ff_mult=2", "eval.fidelity.n_reconstructions=0",
+            "eval.fidelity.n_samples=0", f"output_dir={out}", *extra,
+        ]  # fmt: skip
+
+    return _overrides
+
+
+def logged(run: Path) -> list[tuple[int, tuple[str, ...]]]:
+    """(step, the metrics filled in) of every metrics.csv row."""
+    with open(run / "metrics.csv", newline="") as f:
+        return [(int(r["step"]), tuple(sorted(k for k, v in r.items() if v and k != "step"))) for r in csv.DictReader(f)]
+
+
+def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_cfg, tmp_path):
+    whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
+
+    run = tmp_path / "killed"
+    script = KILLER.format(kill_at=KILL_AT, configs=str(ROOT / "configs"), overrides=overrides(run))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "finished.json").exists()
+    before = logged(run)
+    assert before and max(s for s, _ in before) >= 9  # the rows up to the checkpoint reached the disk
+
+    result = train(compose_cfg("train", overrides(run, "ckpt_path=last")))
+    assert result["global_step"] == 30 and result["run_dir"] == run
+    rows = logged(run)
+    assert rows == logged(whole)  # every step, every metric, once each and in order
+    steps = [json.loads(line)["step"] for line in (run / "kl_per_dim.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30]
+
+
+def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
+    assert run_dir_of_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt") == tmp_path / "run"
+    assert run_dir_of_checkpoint(tmp_path / "elsewhere.ckpt") is None
+    with pytest.raises(UserError, match="ckpt_path=last.*output_dir"):
+        resume_checkpoint("last", False, tmp_path / "run")
+    assert resume_checkpoint(None, True, tmp_path / "run") is None  # resume=true, nothing yet: fresh
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resume_checkpoint(None, True, tmp_path / "run") == tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert resume_checkpoint(None, False, tmp_path / "run") is None
