@@ -1,5 +1,6 @@
-"""Resume that keeps everything: a run killed with SIGKILL after a checkpoint, resumed into its own
-folder, has every logged step in metrics.csv exactly once, as an uninterrupted run does."""
+"""Resume that keeps everything: a run killed with SIGKILL after a checkpoint, or stopped by SIGTERM,
+resumed into its own folder, has every logged step in metrics.csv exactly once, as an uninterrupted run
+does; SIGTERM saves a checkpoint and exits 143; a diverging run stops with one clear error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from musicvae.errors import UserError
 from musicvae.training.resume import resume_checkpoint, run_dir_of_checkpoint
@@ -19,21 +21,29 @@ from musicvae.training.train import train
 ROOT = Path(__file__).resolve().parents[2]
 KILL_AT = 13  # after the step-10 checkpoint, before the step-20 one
 
-# Run train(cfg) in a child process that SIGKILLs itself at step KILL_AT (no handler, no clean-up).
+# Run train(cfg) as scripts/train.py does (exit codes included) in a child process that sends itself
+# `signal` at step KILL_AT: SIGKILL (no handler, no clean-up) or SIGTERM (a scheduler's preemption).
 KILLER = """
 import os, signal, sys
 from hydra import compose, initialize_config_dir
+from musicvae.errors import exit_on_user_error
 from musicvae.training.module import VAEModule
 from musicvae.training.train import train
 
 def die(self, outputs, batch, batch_idx):
     if self.global_step == {kill_at}:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.{signal})
 
 VAEModule.on_train_batch_end = die
 with initialize_config_dir(config_dir={configs!r}, version_base="1.3"):
-    train(compose("train", overrides={overrides!r}))
+    exit_on_user_error(train)(compose("train", overrides={overrides!r}))
 """
+
+
+def run_and_signal(run: Path, overrides: list[str], signal: str) -> subprocess.CompletedProcess:
+    script = KILLER.format(kill_at=KILL_AT, signal=signal, configs=str(ROOT / "configs"), overrides=overrides)
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
 @pytest.fixture
@@ -60,9 +70,7 @@ def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_
     whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
 
     run = tmp_path / "killed"
-    script = KILLER.format(kill_at=KILL_AT, configs=str(ROOT / "configs"), overrides=overrides(run))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    proc = run_and_signal(run, overrides(run), "SIGKILL")
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "finished.json").exists()
     before = logged(run)
@@ -86,3 +94,50 @@ def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
     (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert resume_checkpoint(None, True, tmp_path / "run") == tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert resume_checkpoint(None, False, tmp_path / "run") is None
+
+
+def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides, compose_cfg, tmp_path):
+    whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
+    run = tmp_path / "preempted"
+    proc = run_and_signal(run, overrides(run), "SIGTERM")
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert "interrupted: SIGTERM at step" in proc.stderr and "Traceback" not in proc.stderr
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] > 10  # saved at the signal, not the step-10 validation's checkpoint
+    assert not (run / "finished.json").exists()  # a sweep started again will resume it, not skip it
+    result = train(compose_cfg("train", overrides(run, "resume=true")))
+    assert result["global_step"] == 30
+    assert logged(run) == logged(whole)
+
+
+@pytest.mark.parametrize("on_nan", ["stop", "skip"])
+def test_a_diverging_run_stops_with_one_clear_error_or_skips(overrides, compose_cfg, tmp_path, on_nan):
+    from musicvae.training.faults import NonFiniteLoss
+    from musicvae.training.module import VAEModule
+
+    real = VAEModule.loss_terms
+
+    def poisoned(self, tokens, mask, step):  # a loss that turns NaN at step 15, like a diverging run
+        terms = real(self, tokens, mask, step)
+        if step >= 15:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    run = tmp_path / on_nan
+    cfg = compose_cfg("train", overrides(run, f"trainer.on_nan={on_nan}"))
+    VAEModule.loss_terms = poisoned
+    try:
+        if on_nan == "stop":
+            with pytest.raises(NonFiniteLoss, match=r"at step 15: training stopped. Last good checkpoint: .*last.ckpt"):
+                train(cfg)
+        else:
+            result = train(cfg)
+    finally:
+        VAEModule.loss_terms = real
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())  # never a NaN checkpoint
+    if on_nan == "skip":
+        assert result["global_step"] == 30
+        with open(run / "metrics.csv", newline="") as f:
+            skipped = [float(r["train/skipped"]) for r in csv.DictReader(f) if r.get("train/skipped")]
+        assert skipped[-1] == 15  # steps 15..29 dropped and counted

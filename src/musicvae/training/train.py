@@ -12,14 +12,17 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicvae.checkpoint import check_resumable, read_checkpoint
 from musicvae.data import MidiDataModule
 from musicvae.data.tokenize import tokenizer_to_dict
-from musicvae.errors import UserError
+from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
+    LAST,
     ResumingCSVLogger,
     resume_checkpoint,
     run_dir_of_checkpoint,
@@ -171,12 +174,14 @@ def train(cfg: DictConfig) -> dict:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    callbacks = [checkpoints]
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not a pl.Trainer argument
+    callbacks = [checkpoints, guard, CheckpointOnInterrupt(run_dir / "checkpoints" / LAST)]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
     loggers = build_loggers(cfg, run_dir, resume_step)
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_args,
         default_root_dir=str(run_dir),
         logger=loggers or False,
         callbacks=callbacks,
@@ -184,7 +189,14 @@ def train(cfg: DictConfig) -> dict:
     log.info("run dir: %s | conditioning: %s", run_dir, cfg.model.conditioning.mode)
     fidelity = None
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        except SIGTERMException:
+            last = run_dir / "checkpoints" / LAST
+            raise Interrupted(
+                f"SIGTERM at step {trainer.global_step}: {last} saved; resume with ckpt_path={last} "
+                "(or start the same sweep again: resume=true)"
+            ) from None
         fid = cfg.eval.get("fidelity")
         if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
             fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))

@@ -1,0 +1,68 @@
+"""Faults a run reports or survives instead of failing silently.
+
+- Preemption: SIGTERM (what a scheduler sends first) makes Lightning stop at the next batch; by itself
+  the process would then exit 0 with no checkpoint since the last validation. `CheckpointOnInterrupt`
+  writes `last.ckpt` at that point, and train() turns the stop into `Interrupted` (exit code 143).
+- Non-finite losses and gradients: `NonFiniteGuard` stops the run with one clear error naming the step
+  and the last good checkpoint (`trainer.on_nan=stop`, the default), or drops the batch and counts it
+  (`trainer.on_nan=skip`). A stopped run writes no checkpoint after the fault, so last.ckpt stays finite.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from musicvae.errors import UserError
+
+ON_NAN = ("stop", "skip")
+
+
+class CheckpointOnInterrupt(Callback):
+    """On SIGTERM, save the run's state to `path` (its last.ckpt) before Lightning stops."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
+
+
+class NonFiniteLoss(UserError):
+    """Training produced a NaN or infinite loss or gradient."""
+
+
+class NonFiniteGuard(Callback):
+    """Check the gradients before every optimizer step (a NaN or infinite loss makes them non-finite too):
+    stop with a clear error, or drop the step and count it."""
+
+    def __init__(self, on_nan: str = "stop"):
+        if on_nan not in ON_NAN:
+            raise UserError(f"trainer.on_nan={on_nan!r} is not one of {', '.join(ON_NAN)}")
+        self.on_nan = on_nan
+        self.skipped = 0
+
+    def _fault(self, trainer: pl.Trainer, what: str) -> None:
+        if self.on_nan == "skip":
+            self.skipped += 1
+            return
+        last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        raise NonFiniteLoss(
+            f"{what} at step {trainer.global_step}: training stopped. Last good checkpoint: "
+            f"{last or 'none yet'}. Lower optim.lr or keep trainer.gradient_clip_val on; "
+            "trainer.on_nan=skip drops such batches instead"
+        )
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
+            loss = float(trainer.callback_metrics.get("train/loss", math.nan))
+            self._fault(trainer, f"non-finite loss or gradient (train/loss {loss})")
+            optimizer.zero_grad(set_to_none=True)  # skip: no parameter has a grad, AdamW leaves them as they are
+        pl_module.log("train/skipped", float(self.skipped))
