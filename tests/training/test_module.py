@@ -132,3 +132,15 @@ def test_checkpoint_payload_is_self_contained(tiny_run):
         assert torch.equal(tensor, ckpt["state_dict"][f"model.{name}"]), name
     fresh = VAEModule(**hp)
     assert not torch.equal(fresh.model.encoder.to_posterior.weight, model.encoder.to_posterior.weight)
+
+
+@pytest.mark.parametrize("pooling", ["summary", "mean"])
+@pytest.mark.parametrize("mode", ["in_attention", "cross_attention", "embedding", "prefix", "none"])
+def test_every_parameter_takes_part_in_the_training_loss(mode, pooling):
+    """DDP refuses parameters that take no part in the loss (without the slower find_unused_parameters):
+    none may be left out, in any conditioning or pooling, even at β = 0."""
+    module = tiny_module(mode, beta=0.0)
+    module.model = type(module.model)(type(module.model.cfg)(**dict(module.model.cfg.to_dict(), pooling=pooling)))
+    tokens, mask = fixed_batch()
+    module.loss_terms(tokens, mask, step=0)["loss"].backward()
+    assert [name for name, p in module.named_parameters() if p.grad is None] == []

@@ -49,7 +49,8 @@ class Encoder(nn.Module):
             raise ValueError(f"model.pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
         self.pooling = pooling
         self.embed = TokenEmbedding(vocab_size, d_model, max_len + 1, dropout)  # +1: summary token
-        self.summary = nn.Parameter(torch.zeros(1, 1, d_model))
+        # Only when it is used: an unused parameter makes DDP fail (find_unused_parameters is slower).
+        self.summary = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "summary" else None
         self.blocks = nn.ModuleList(EncoderBlock(d_model, heads, ff_mult, dropout) for _ in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
         self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
