@@ -84,6 +84,17 @@ def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_
     assert steps == [10, 20, 30]
 
 
+def test_checkpoints_every_n_steps_bound_what_a_kill_costs(overrides, compose_cfg, tmp_path):
+    run = tmp_path / "killed"
+    proc = run_and_signal(run, overrides(run, "trainer.checkpoint_every_n_steps=4"), "SIGKILL")
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 12  # the newest multiple of 4 before the kill at 13, not validation's 10
+    whole = train(compose_cfg("train", overrides(tmp_path / "whole", "trainer.checkpoint_every_n_steps=4")))
+    assert train(compose_cfg("train", overrides(run, "trainer.checkpoint_every_n_steps=4", "resume=true")))["global_step"] == 30
+    assert logged(run) == logged(whole["run_dir"])
+
+
 def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
     assert run_dir_of_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt") == tmp_path / "run"
     assert run_dir_of_checkpoint(tmp_path / "elsewhere.ckpt") is None

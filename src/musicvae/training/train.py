@@ -175,8 +175,13 @@ def train(cfg: DictConfig) -> dict:
         auto_insert_metric_name=False,
     )
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not a pl.Trainer argument
+    guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not pl.Trainer arguments
+    every = trainer_args.pop("checkpoint_every_n_steps", None)
     callbacks = [checkpoints, guard, CheckpointOnInterrupt(run_dir / "checkpoints" / LAST)]
+    if every:  # last.ckpt also every N steps, whatever the validation interval: a kill costs < N steps
+        callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=int(every), save_top_k=0, save_last=True)
+        )
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
     loggers = build_loggers(cfg, run_dir, resume_step)
