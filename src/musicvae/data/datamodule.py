@@ -211,16 +211,22 @@ class MidiDataModule(pl.LightningDataModule):
             )
         return self._val_sample
 
-    def val_sample_batches(self, batch_size: int | None = None):
+    def val_sample_batches(self) -> DataLoader:
         """The whole validation sample in position order, as (tokens, mask, positions) batches (every rank)."""
+        return self._val_loader(rank=0, world_size=1)  # built at every validation: no worker processes
+
+    def _val_loader(self, rank: int, world_size: int, workers: int = 0) -> DataLoader:
+        """Rank `rank`'s share of the fixed validation sample: (tokens, mask, positions) batches."""
         dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
-        loader = DataLoader(
+        return DataLoader(
             dataset,
-            batch_size=batch_size or self.settings.batch_size,
-            shuffle=False,
+            batch_size=self.settings.batch_size,
+            sampler=ShardedSampler(dataset, rank, world_size),
+            num_workers=workers,
+            persistent_workers=workers > 0,
             collate_fn=_collate_val,
+            pin_memory=torch.cuda.is_available(),
         )
-        yield from loader
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
@@ -246,17 +252,7 @@ class MidiDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """The fixed validation sample, this rank's share of it: (tokens, mask, positions) batches."""
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
-        workers = self.settings.loader_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.settings.batch_size,
-            sampler=ShardedSampler(dataset, rank, world),
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            collate_fn=_collate_val,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return self._val_loader(rank, world, self.settings.loader_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

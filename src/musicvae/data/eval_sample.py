@@ -8,8 +8,9 @@ round-robin over the split's pieces (every piece contributes before any gives a 
 same for every mode and seed and whatever the run's seed, and under DDP each rank takes its share
 without duplicates.
 
-    sample = EvalSample.draw(arrays, n=512, seed=0)   # indices into the split, their pieces
-    loader = eval_loader(dataset, sample, batch_size, rank=0, world_size=1)  # (tokens, mask, positions)
+    sample = EvalSample.draw(arrays.pieces, lengths, n=512, seed=0)   # indices into the split, their pieces
+    dataset = EvalSampleDataset(segments, sample)                     # item p: (tokens, p)
+    DataLoader(dataset, sampler=ShardedSampler(dataset, rank, world_size), ...)   # MidiDataModule does this
 """
 
 from __future__ import annotations

@@ -25,14 +25,13 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
 
 
 def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z_i; mu_j, diag(exp(logvar_j))) for every pair: z [B, c], mu/logvar [N, c] → [B, N], float64."""
+    """log N(z; mu, diag(exp(logvar))) over the last dim, broadcasting the others, in float64.
+
+    z, mu, logvar [..., c] → [...]: [B, c] each gives one density per row; z[:, None] against mu[None]
+    gives every pair [B, N].
+    """
     z, mu, logvar = z.double(), mu.double(), logvar.double()
-    dev = z.unsqueeze(1) - mu.unsqueeze(0)  # [B, N, c]
-    return -0.5 * (
-        (dev.pow(2) / logvar.exp().unsqueeze(0)).sum(-1)
-        + logvar.sum(-1).unsqueeze(0)
-        + z.shape[-1] * math.log(2 * math.pi)
-    )
+    return -0.5 * (((z - mu).pow(2) / logvar.exp() + logvar).sum(-1) + z.shape[-1] * math.log(2 * math.pi))
 
 
 def mutual_information_terms(
@@ -46,10 +45,12 @@ def mutual_information_terms(
     The reference is walked in chunks with a running logsumexp, so memory is O(B · chunk · c) whatever N:
     summing the terms batch by batch gives the whole-set estimate exactly, in any batch order.
     """
-    own = gaussian_log_density(z, mu, logvar).diagonal() if len(z) else z.new_zeros(0, dtype=torch.float64)
+    own = gaussian_log_density(z, mu, logvar)  # [B]
     acc = torch.full((len(z),), -math.inf, dtype=torch.float64, device=z.device)
     for start in range(0, len(ref_mu), chunk):
-        block = gaussian_log_density(z, ref_mu[start : start + chunk], ref_logvar[start : start + chunk])
+        block = gaussian_log_density(  # [B, chunk]
+            z.unsqueeze(1), ref_mu[start : start + chunk].unsqueeze(0), ref_logvar[start : start + chunk].unsqueeze(0)
+        )
         acc = torch.logaddexp(acc, torch.logsumexp(block, dim=1))
     return own - (acc - math.log(len(ref_mu)))
 

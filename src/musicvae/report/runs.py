@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from musicvae.errors import UserError
+from musicvae.report.stats import Series  # step -> value, steps ascending
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ FIDELITY = (
 SAMPLE_SUFFIXES = (".mid", ".midi", ".png")
 REPORT_DIRNAME = "report"
 
-Series = dict[int, float]  # step -> value, steps ascending
 
 
 @dataclass

@@ -65,4 +65,5 @@ class NonFiniteGuard(Callback):
             loss = float(trainer.callback_metrics.get("train/loss", math.nan))
             self._fault(trainer, f"non-finite loss or gradient (train/loss {loss})")
             optimizer.zero_grad(set_to_none=True)  # skip: no parameter has a grad, AdamW leaves them as they are
-        pl_module.log("train/skipped", float(self.skipped))
+        if self.on_nan == "skip":  # a column of zeros under `stop` would say nothing
+            pl_module.log("train/skipped", float(self.skipped))

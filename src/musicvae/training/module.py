@@ -118,7 +118,7 @@ class VAEModule(pl.LightningModule):
             mus.append(mu.float())
             logvars.append(logvar.float())
         mu, logvar = torch.cat(mus), torch.cat(logvars)
-        if self._partners is None or len(self._partners) != len(mu):  # fixed per sample: drawn once
+        if self._eps is None or len(self._eps) != len(mu):  # fixed per sample: drawn once
             pieces = dm.val_sample.pieces
             gen = torch.Generator().manual_seed(EVAL_SEED)
             self._partners = group_derangement(pieces, gen) if len(set(pieces.tolist())) > 1 else None

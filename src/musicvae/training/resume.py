@@ -4,6 +4,9 @@
     ckpt_path=last                          the newest checkpoint of the run dir (output_dir, or a sweep's run dir)
     resume=true                             the same when a last.ckpt exists, else start fresh (what sweeps set)
 
+A run that trained to its end writes `finished.json` (its config and result): with skip_finished=true
+the same run started again (a sweep re-launched into its sweep dir) is not trained twice.
+
 Lightning's CSVLogger deletes `metrics.csv` when it starts; `ResumingCSVLogger` keeps the rows the run
 logged before the checkpoint's step and appends after them, and `trim_kl_per_dim` drops the records
 after it, so a run killed after its checkpoint and resumed has every logged step exactly once.
@@ -15,12 +18,39 @@ import csv
 import json
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from musicvae.errors import UserError
 
 LAST = "last.ckpt"
+FINISHED = "finished.json"  # written last by a run that trained to its end: {"config": ..., "result": ...}
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where a run keeps its newest checkpoint (ModelCheckpoint's save_last, and the one saved on SIGTERM)."""
+    return run_dir / "checkpoints" / LAST
+
+
+def _config_key(cfg: DictConfig) -> dict:
+    """The resolved config without `skip_finished` (re-running with it set must still match)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("skip_finished", None)
+    return plain
+
+
+def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The result a run dir's finished.json holds when it trained to its end with this very config."""
+    try:
+        done = json.loads((run_dir / FINISHED).read_text())
+    except (OSError, ValueError):
+        return None
+    return done["result"] if done.get("config") == _config_key(cfg) else None
+
+
+def mark_finished(run_dir: Path, cfg: DictConfig, result: dict) -> None:
+    (run_dir / FINISHED).write_text(json.dumps({"config": _config_key(cfg), "result": result}, indent=1))
 
 
 def run_dir_of_checkpoint(ckpt_path: str | Path) -> Path | None:
@@ -32,7 +62,7 @@ def run_dir_of_checkpoint(ckpt_path: str | Path) -> Path | None:
 def resume_checkpoint(ckpt_path: str | None, resume: bool, run_dir: Path) -> Path | None:
     """The checkpoint to resume from: ckpt_path as given, `last` = the run dir's last.ckpt, or with
     resume=true that file when it exists. None: a fresh run."""
-    newest = run_dir / "checkpoints" / LAST
+    newest = last_checkpoint(run_dir)
     if ckpt_path == "last":
         if not newest.is_file():
             raise UserError(

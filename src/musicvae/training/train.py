@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from datetime import datetime
@@ -22,8 +21,11 @@ from musicvae.evaluation import FidelityConfig, evaluate_fidelity
 from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
-    LAST,
+    FINISHED,
     ResumingCSVLogger,
+    finished_result,
+    last_checkpoint,
+    mark_finished,
     resume_checkpoint,
     run_dir_of_checkpoint,
     trim_kl_per_dim,
@@ -114,25 +116,6 @@ def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
     return [split[i].tolist() for i in range(min(n, len(split)))]
 
 
-FINISHED = "finished.json"  # written last by a run that trained to its end: {"config": ..., "result": ...}
-
-
-def finished_run(run_dir: Path, cfg: DictConfig) -> dict | None:
-    """The result a run dir's finished.json holds when it trained to its end with this very config."""
-    try:
-        done = json.loads((run_dir / FINISHED).read_text())
-    except (OSError, ValueError):
-        return None
-    return done["result"] if done.get("config") == _config_key(cfg) else None
-
-
-def _config_key(cfg: DictConfig) -> dict:
-    """The resolved config without `skip_finished` (re-running with it set must still match)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("skip_finished", None)
-    return plain
-
-
 def train(cfg: DictConfig) -> dict:
     """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics.
 
@@ -141,14 +124,14 @@ def train(cfg: DictConfig) -> dict:
     """
     pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = run_dir_of(cfg)
-    if cfg.get("skip_finished") and (done := finished_run(run_dir, cfg)) is not None:
+    if cfg.get("skip_finished") and (done := finished_result(run_dir, cfg)) is not None:
         log.info("%s finished earlier with this config: skipped (skip_finished=true)", run_dir)
         return dict(done, run_dir=run_dir)
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), bool(cfg.get("resume")), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None  # fail early, before the data
     check_validation_limits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / FINISHED).unlink(missing_ok=True)
+    (run_dir / FINISHED).unlink(missing_ok=True)  # until this run, too, trains to its end
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     resume_step = int(resume["global_step"]) if resume else 0
     if resume:  # the curve goes on: records after the checkpoint are logged again
@@ -177,7 +160,7 @@ def train(cfg: DictConfig) -> dict:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not pl.Trainer arguments
     every = trainer_args.pop("checkpoint_every_n_steps", None)
-    callbacks = [checkpoints, guard, CheckpointOnInterrupt(run_dir / "checkpoints" / LAST)]
+    callbacks = [checkpoints, guard, CheckpointOnInterrupt(last_checkpoint(run_dir))]
     if every:  # last.ckpt also every N steps, whatever the validation interval: a kill costs < N steps
         callbacks.append(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=int(every), save_top_k=0, save_last=True)
@@ -197,7 +180,7 @@ def train(cfg: DictConfig) -> dict:
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
         except SIGTERMException:
-            last = run_dir / "checkpoints" / LAST
+            last = last_checkpoint(run_dir)
             raise Interrupted(
                 f"SIGTERM at step {trainer.global_step}: {last} saved; resume with ckpt_path={last} "
                 "(or start the same sweep again: resume=true)"
@@ -222,6 +205,6 @@ def train(cfg: DictConfig) -> dict:
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "fidelity": fidelity,
     }
-    if trainer.is_global_zero and trainer.global_step >= (trainer.max_steps if trainer.max_steps > 0 else 0):
-        (run_dir / FINISHED).write_text(json.dumps({"config": _config_key(cfg), "result": result}, indent=1))
+    if trainer.is_global_zero and (trainer.max_steps <= 0 or trainer.global_step >= trainer.max_steps):
+        mark_finished(run_dir, cfg, result)
     return dict(result, run_dir=run_dir)
