@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.generate import SamplingConfig
+from musicvae.generate import NonFiniteModel, SamplingConfig
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
 from musicvae.sampling import banned_ids, decode_z, encode_segments, piano_roll_png, tokens_to_pretty_midi
@@ -46,11 +46,33 @@ def _nanmean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-@torch.no_grad()
 def evaluate_fidelity(
     model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path
 ) -> dict:
-    """Reconstruct test segments and sample the prior; write fidelity.json and samples/. Returns the dict."""
+    """Reconstruct test segments and sample the prior; write fidelity.json and samples/. Returns the dict.
+
+    A model that cannot be sampled (non-finite weights after a divergence) is not evaluated: fidelity.json
+    says why ({"skipped": reason}) and the run itself is left to succeed or fail on its own terms.
+    """
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        return _skipped(run_dir, f"{len(bad)} weight tensors hold NaN or inf (first: {bad[0]})")
+    try:
+        return _evaluate(model, tokenizer, test_segments, cfg, run_dir)
+    except NonFiniteModel as e:
+        return _skipped(run_dir, str(e))
+
+
+def _skipped(run_dir: Path, reason: str) -> dict:
+    log.warning("fidelity evaluation skipped: %s", reason)
+    result = {"skipped": reason}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "fidelity.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+@torch.no_grad()
+def _evaluate(model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path) -> dict:
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

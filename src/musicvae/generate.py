@@ -67,25 +67,47 @@ def sample_tokens(
     model.eval()
     b = z.shape[0]
     max_new = min(cfg.max_tokens, model.cfg.max_len - 1)  # BOS + max_new positions must fit
-    seq = torch.full((b, 1), BOS_ID, dtype=torch.long, device=z.device)  # (B, 1)
-    cache = model.decoder.new_cache() if use_cache else None
+    # The sequence buffer and the KV cache are allocated once for the whole decode, written in place.
+    seq = torch.full((b, 1 + max_new), PAD_ID, dtype=torch.long, device=z.device)  # (B, 1 + max_new)
+    seq[:, 0] = BOS_ID
+    cache = model.decoder.new_cache(model.conditioning.n_prefix + 1 + max_new) if use_cache else None
     done = torch.zeros(b, dtype=torch.bool, device=z.device)
-    banned = list(banned)
+    banned = torch.tensor(list(banned), dtype=torch.long, device=z.device)
+    length = 1
     for _ in range(max_new):
-        step_in = seq[:, -1:] if use_cache else seq
+        step_in = seq[:, length - 1 : length] if use_cache else seq[:, :length]
         logits = model.decode(step_in, z, cache)[:, -1].float()  # (B, V)
-        logits[:, banned] = float("-inf")
+        logits.index_fill_(1, banned, float("-inf"))
         logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
-        nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
-        nxt = nxt.masked_fill(done, PAD_ID)
-        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        nxt = _draw(logits, generator).masked_fill(done, PAD_ID)  # (B,)
+        seq[:, length] = nxt
+        length += 1
         done |= nxt == EOS_ID
         if done.all():
             break
+    seq = seq[:, :length]
     out = []
     for row in seq[:, 1:].tolist():
         out.append(row[: row.index(EOS_ID)] if EOS_ID in row else [t for t in row if t != PAD_ID])
     return out
+
+
+class NonFiniteModel(UserError):
+    """The model's next-token probabilities hold NaN or inf: its weights are not usable."""
+
+
+def _draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from softmax(logits) (B, V) -> (B,); a clear error when they are not finite."""
+    probs = torch.softmax(logits, dim=-1)
+    try:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    except RuntimeError:
+        if torch.isfinite(probs).all():
+            raise
+        raise NonFiniteModel(
+            "the model gives NaN or infinite next-token probabilities (its weights are not finite: the "
+            "training diverged); use an earlier checkpoint, or retrain with a lower optim.lr"
+        ) from None
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

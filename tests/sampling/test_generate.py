@@ -1,10 +1,12 @@
 """Decoding: top-k / top-p filtering, slerp, seeded and cached sampling."""
 
+import json
+
 import pytest
 import torch
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
-from musicvae.generate import SamplingConfig, filter_logits, sample_tokens, slerp
+from musicvae.generate import NonFiniteModel, SamplingConfig, filter_logits, sample_tokens, slerp
 from musicvae.models.vae import MusicVAE, VAEConfig
 
 MODES = ["in_attention", "cross_attention", "embedding", "prefix", "none"]
@@ -82,3 +84,22 @@ def test_banned_tokens_are_never_sampled():
     out = sample_tokens(model, torch.randn(4, 6), SamplingConfig(max_tokens=30), torch.Generator().manual_seed(0),
                         banned=(PAD_ID, BOS_ID, 3, 7, 8))  # fmt: skip
     assert not {3, 7, 8} & {t for s in out for t in s}
+
+
+def test_diverged_model_gives_one_clear_error_not_a_torch_one():
+    model = tiny_model("in_attention")
+    with torch.no_grad():
+        model.decoder.head.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteModel, match="NaN or infinite next-token probabilities"):
+        sample_tokens(model, torch.zeros(2, 6), SamplingConfig(max_tokens=5))
+
+
+def test_fidelity_evaluation_of_a_diverged_model_is_skipped_with_the_reason(tmp_path):
+    from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+
+    model = tiny_model("in_attention")
+    with torch.no_grad():
+        model.decoder.blocks[0].attn.q.weight[0, 0] = float("inf")
+    result = evaluate_fidelity(model, tokenizer=None, test_segments=[[4, 5, 6]], cfg=FidelityConfig(), run_dir=tmp_path)
+    assert "decoder.blocks.0.attn.q.weight" in result["skipped"]
+    assert json.loads((tmp_path / "fidelity.json").read_text()) == result

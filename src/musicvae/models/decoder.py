@@ -29,12 +29,12 @@ class DecoderCache:
 class DecoderBlock(nn.Module):
     """Pre-norm block: [z hook] causal self-attention, optional cross-attention to z's memory, FF."""
 
-    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, cross: bool):
+    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float, cross: bool):
         super().__init__()
         self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, heads, dropout)
+        self.attn = Attention(d_model, heads, dropout, attn_dropout)
         self.ln_cross = nn.LayerNorm(d_model) if cross else None
-        self.cross = Attention(d_model, heads, dropout) if cross else None
+        self.cross = Attention(d_model, heads, dropout, attn_dropout) if cross else None
         self.ln_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_mult, dropout)
 
@@ -68,20 +68,23 @@ class Decoder(nn.Module):
         ff_mult: int,
         dropout: float,
         conditioning: Conditioning,
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         self.cond = conditioning
         self.embed = TokenEmbedding(vocab_size, d_model, max_len + conditioning.n_prefix, dropout)
         self.blocks = nn.ModuleList(
-            DecoderBlock(d_model, heads, ff_mult, dropout, cross=conditioning.uses_memory) for _ in range(layers)
+            DecoderBlock(d_model, heads, ff_mult, dropout, attn_dropout, cross=conditioning.uses_memory) for _ in range(layers)
         )
         self.ln_out = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.head.weight = self.embed.tok.weight  # weight tying (as GPT-2 / nanoGPT)
 
-    def new_cache(self) -> DecoderCache:
-        n = len(self.blocks)
-        return DecoderCache([KVCache() for _ in range(n)], [KVCache() for _ in range(n)])
+    def new_cache(self, max_positions: int | None = None) -> DecoderCache:
+        """An empty cache whose self-attention buffers hold `max_positions` (default: the model's most),
+        prefix included; cross-attention keeps only the memory's keys/values."""
+        n, capacity = len(self.blocks), max_positions or self.embed.max_len
+        return DecoderCache([KVCache(capacity) for _ in range(n)], [KVCache() for _ in range(n)])
 
     def forward(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
         """Teacher-forced over all of `tokens`; with a `cache`, `tokens` are only the new positions."""

@@ -13,10 +13,10 @@ POOLINGS = ("summary", "mean")
 class EncoderBlock(nn.Module):
     """Pre-norm block with non-causal self-attention over the non-pad tokens."""
 
-    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float):
+    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float):
         super().__init__()
         self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, heads, dropout)
+        self.attn = Attention(d_model, heads, dropout, attn_dropout)
         self.ln_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_mult, dropout)
 
@@ -43,6 +43,7 @@ class Encoder(nn.Module):
         ff_mult: int,
         dropout: float,
         pooling: str,
+        attn_dropout: float = 0.0,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -51,7 +52,7 @@ class Encoder(nn.Module):
         self.embed = TokenEmbedding(vocab_size, d_model, max_len + 1, dropout)  # +1: summary token
         # Only when it is used: an unused parameter makes DDP fail (find_unused_parameters is slower).
         self.summary = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "summary" else None
-        self.blocks = nn.ModuleList(EncoderBlock(d_model, heads, ff_mult, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(EncoderBlock(d_model, heads, ff_mult, dropout, attn_dropout) for _ in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
         self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
 
@@ -73,5 +74,8 @@ class Encoder(nn.Module):
         else:
             m = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
-        mu, logvar = self.to_posterior(pooled).chunk(2, dim=-1)  # (B, c) each
+        # The posterior head in fp32 even under bf16 autocast: exp(logvar) and the KL amplify rounding
+        # (bf16 keeps 8 bits of mantissa; a logvar of -6 rounds by ~0.03, its sigma by ~1.5%).
+        with torch.autocast(x.device.type, enabled=False):
+            mu, logvar = self.to_posterior(pooled.to(self.to_posterior.weight.dtype)).chunk(2, dim=-1)  # (B, c) each, fp32
         return mu, logvar

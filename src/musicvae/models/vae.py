@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -25,7 +26,11 @@ class VAEConfig:
     decoder_layers: int = 4
     latent_dim: int = 64  # c: independent of d_model
     ff_mult: int = 4
-    dropout: float = 0.1
+    dropout: float = 0.1  # residual and embedding dropout
+    attn_dropout: float = 0.0  # on the attention weights (0: SDPA's fused kernels; see layers.Attention)
+    # GPT-2's init of the projections that write into the residual stream (attention out, FF out):
+    # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
+    scaled_residual_init: bool = False
     pooling: str = "summary"  # summary | mean
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
 
@@ -33,6 +38,9 @@ class VAEConfig:
         for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
             if getattr(self, key) < 1:
                 raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
+        for key in ("dropout", "attn_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise UserError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
         if self.d_model % self.heads:
             raise UserError(f"model.d_model={self.d_model} must be divisible by model.heads={self.heads}")
         if self.pooling not in POOLINGS:
@@ -56,14 +64,20 @@ class MusicVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(
             cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.encoder_layers,
-            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling,
+            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling, cfg.attn_dropout,
         )  # fmt: skip
         options = {k: v for k, v in cfg.conditioning.items() if k != "mode"}
         cond = build_conditioning(cfg.conditioning["mode"], cfg.latent_dim, cfg.d_model, cfg.decoder_layers, **options)
         self.decoder = Decoder(
-            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond
-        )
+            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond,
+            cfg.attn_dropout,
+        )  # fmt: skip
         self.apply(_init_weights)
+        if cfg.scaled_residual_init:
+            for stack, n_layers in ((self.encoder, cfg.encoder_layers), (self.decoder, cfg.decoder_layers)):
+                for name, p in stack.blocks.named_parameters():
+                    if name.endswith(("out.weight", "net.2.weight")):  # attention / cross-attention out, FF out
+                        nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layers))
         # z's projections keep PyTorch's default init (std ~ 1/sqrt(3c) per weight): at GPT-2's 0.02 the
         # projected z starts ~30x smaller than the normed hidden state, and every mode would start
         # close to ignoring z. All modes get the same rule, so the comparison stays fair.
@@ -79,13 +93,14 @@ class MusicVAE(nn.Module):
         return self.decoder.cond
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens, mask (B, T) -> mu, logvar (B, c)."""
+        """tokens, mask (B, T) -> mu, logvar (B, c), in fp32 even under autocast (see Encoder)."""
         return self.encoder(tokens, mask)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """z = mu + eps * sigma, eps ~ N(0, I) unless given (for seeded draws)."""
-        eps = torch.randn_like(mu) if eps is None else eps
+        """z = mu + eps * sigma (fp32), eps ~ N(0, I) unless given (for seeded draws)."""
+        mu, logvar = mu.float(), logvar.float()
+        eps = torch.randn_like(mu) if eps is None else eps.float()
         return mu + eps * torch.exp(0.5 * logvar)
 
     def decode(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""Options and internals added for speed: attention dropout apart from dropout, GPT-2's scaled residual
+init, the preallocated KV cache, fp32 posterior under autocast, and old checkpoints' model settings."""
+
+import math
+
+import pytest
+import torch
+
+from model_cases import tiny_vae
+from musicvae.checkpoint import _fill_model_keys_added_since
+from musicvae.errors import UserError
+from musicvae.models.layers import KVCache
+from musicvae.models.vae import MusicVAE, VAEConfig
+
+
+def _vae(**options) -> MusicVAE:
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=40, max_len=16, d_model=32, heads=4, encoder_layers=2, decoder_layers=3, latent_dim=8)
+    return MusicVAE(VAEConfig(**(cfg | options)))
+
+
+def _twice(model: MusicVAE) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.randint(3, 40, (2, 12))
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    model.train()
+    return model(tokens, mask, sample=False).logits, model(tokens, mask, sample=False).logits
+
+
+def test_attention_dropout_is_its_own_setting():
+    a, b = _twice(_vae(dropout=0.0, attn_dropout=0.0))
+    assert torch.equal(a, b)  # no dropout anywhere: training passes are deterministic
+    a, b = _twice(_vae(dropout=0.0, attn_dropout=0.5))
+    assert not torch.allclose(a, b)  # attention dropout alone makes them differ
+    model = _vae(dropout=0.3, attn_dropout=0.0)
+    attns = [m for m in model.modules() if m.__class__.__name__ == "Attention"]
+    assert attns and all(m.attn_dropout == 0.0 and m.resid_dropout.p == 0.3 for m in attns)
+
+
+@pytest.mark.parametrize("key", ["dropout", "attn_dropout"])
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_dropout_out_of_range_is_refused(key, value):
+    with pytest.raises(UserError, match=f"model.{key}="):
+        VAEConfig(vocab_size=40, max_len=16, **{key: value})
+
+
+def test_scaled_residual_init_follows_gpt2():
+    model = _vae(d_model=256, heads=4, scaled_residual_init=True)
+    for stack, layers in ((model.encoder, 2), (model.decoder, 3)):
+        for block in stack.blocks:
+            want = 0.02 / math.sqrt(2 * layers)
+            assert block.attn.out.weight.std().item() == pytest.approx(want, rel=0.05)
+            assert block.ff.net[2].weight.std().item() == pytest.approx(want, rel=0.05)
+            assert block.attn.q.weight.std().item() == pytest.approx(0.02, rel=0.05)  # the others untouched
+    plain = _vae(d_model=256, heads=4)
+    assert plain.decoder.blocks[0].attn.out.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_kv_cache_writes_in_place_and_grows_past_capacity():
+    cache = KVCache(capacity=4)
+    chunks = [torch.randn(2, 3, n, 5) for n in (1, 2, 1)]
+    k, _ = cache.append(chunks[0], chunks[0] * 2)
+    buffer = cache.k.data_ptr()
+    for c in chunks[1:]:
+        k, v = cache.append(c, c * 2)
+    assert cache.k.data_ptr() == buffer  # within capacity: the same buffer, no re-allocation
+    assert torch.equal(k, torch.cat(chunks, 2)) and torch.equal(v, 2 * torch.cat(chunks, 2))
+    extra = torch.randn(2, 3, 3, 5)
+    k, _ = cache.append(extra, extra)  # 7 positions > capacity 4: grows, history kept
+    assert cache.length == 7 and cache.k.shape[2] >= 7
+    assert torch.equal(k, torch.cat([*chunks, extra], 2))
+
+
+def test_posterior_is_fp32_under_bf16_autocast():
+    model = tiny_vae({"mode": "in_attention"}).train()
+    tokens = torch.randint(3, 40, (2, 10))
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(tokens, mask, sample=True)
+    assert out.logits.dtype == torch.bfloat16  # the decoder did run in bf16
+    assert out.mu.dtype == out.logvar.dtype == out.z.dtype == torch.float32
+
+
+def test_old_checkpoint_model_settings_keep_their_behaviour():
+    old = {"d_model": 32, "dropout": 0.1}  # written before attn_dropout / scaled_residual_init existed
+    _fill_model_keys_added_since(old)
+    assert old["attn_dropout"] == 0.1 and old["scaled_residual_init"] is False
+    new = {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
+    _fill_model_keys_added_since(new)
+    assert new == {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
