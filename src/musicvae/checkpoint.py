@@ -16,7 +16,7 @@ import torch
 
 from musicvae import __version__
 from musicvae.errors import UserError
-from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.models.vae import RUN_OPTIONS, MusicVAE, VAEConfig
 
 CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
 MODEL_PREFIX = "model."  # the LightningModule keeps the MusicVAE as `self.model`
@@ -61,7 +61,7 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> MusicV
     """The MusicVAE a `read_checkpoint` dict describes, with its trained weights."""
     weights = {k[len(MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
     try:
-        model = MusicVAE(VAEConfig(**ckpt["hyper_parameters"]["model"]))
+        model = MusicVAE(VAEConfig.from_settings(ckpt["hyper_parameters"]["model"]))
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, KeyError) as e:
         raise UserError(f"{path} does not match this version's model ({str(e).splitlines()[0]})") from None
@@ -73,6 +73,8 @@ def check_resumable(ckpt: dict, hparams: dict, path: str | Path) -> None:
     old = ckpt["hyper_parameters"]
     for key in ("model", "tokenizer", "data"):
         before, now = old.get(key) or {}, hparams.get(key) or {}
+        if key == "model":  # run options (torch.compile) may change between a run and its resumption
+            before, now = ({k: v for k, v in d.items() if k not in RUN_OPTIONS} for d in (before, now))
         if before != now:
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise UserError(

@@ -21,24 +21,6 @@ VAL_COLUMNS = ["val/recon", "val/ppl", "val/kl", "val/rate", "val/distortion", "
 TRAIN_COLUMNS = ["train/loss", "train/recon", "train/kl", "train/beta", "train/kl_fb"]
 
 
-@pytest.fixture
-def train_cfg(compose_cfg, midi_folder, tmp_path):
-    """train_cfg(*overrides) -> the real train config shrunk to seconds on `midi_folder`."""
-
-    def _cfg(*overrides: str):
-        base = [
-            "data=midi_dir", f"data.path={midi_folder}", f"paths.data_dir={tmp_path / 'data'}",
-            "data.workers=1", "data.batch_size=4", "data.max_tokens=128", "data.val_fraction=0.25",
-            "trainer=debug", "trainer.max_steps=4", "trainer.val_check_interval=2",
-            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
-            f"output_dir={tmp_path / 'run'}", "optim.warmup_steps=1",
-            "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2", "eval.fidelity.n_files=1",
-        ]  # fmt: skip
-        return compose_cfg("train", [*base, *overrides])
-
-    return _cfg
-
-
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))

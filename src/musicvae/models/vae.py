@@ -49,6 +49,16 @@ class VAEConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> VAEConfig:
+        """The config of a `model:` settings dict (configs/model), without the run options (`RUN_OPTIONS`)."""
+        return cls(**{k: v for k, v in settings.items() if k not in RUN_OPTIONS})
+
+
+# `model:` settings that say how to run the model, not what it computes: a checkpoint resumes and
+# loads whatever they are.
+RUN_OPTIONS = ("compile",)
+
 
 @dataclass
 class VAEOutput:
