@@ -107,10 +107,11 @@ def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
     assert resume_checkpoint(None, False, tmp_path / "run") is None
 
 
-def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides, compose_cfg, tmp_path):
+@pytest.mark.parametrize("signal", ["SIGTERM", "SIGUSR1"])  # SIGUSR1: SLURM's warning; outside SLURM, a stop
+def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides, compose_cfg, tmp_path, signal):
     whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
     run = tmp_path / "preempted"
-    proc = run_and_signal(run, overrides(run), "SIGTERM")
+    proc = run_and_signal(run, overrides(run), signal)
     assert proc.returncode == 143, proc.stderr[-2000:]
     assert "interrupted: SIGTERM at step" in proc.stderr and "Traceback" not in proc.stderr
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

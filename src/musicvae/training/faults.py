@@ -3,6 +3,10 @@
 - Preemption: SIGTERM (what a scheduler sends first) makes Lightning stop at the next batch; by itself
   the process would then exit 0 with no checkpoint since the last validation. `CheckpointOnInterrupt`
   writes `last.ckpt` at that point, and train() turns the stop into `Interrupted` (exit code 143).
+- SIGUSR1 (what SLURM sends ahead of a time limit with `--signal`, and what submitit uses to requeue):
+  under SLURM, Lightning's own handler saves a checkpoint and requeues the job (SLURMEnvironment's
+  auto-requeue), and the requeued job resumes from it; elsewhere `CheckpointOnInterrupt` turns it into
+  SIGTERM, so it stops the same way: a checkpoint, then exit 143.
 - Non-finite losses and gradients: `NonFiniteGuard` stops the run with one clear error naming the step
   and the last good checkpoint (`trainer.on_nan=stop`, the default), or drops the batch and counts it
   (`trainer.on_nan=skip`). A stopped run writes no checkpoint after the fault, so last.ckpt stays finite.
@@ -10,28 +14,50 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicvae.errors import UserError
 
+log = logging.getLogger(__name__)
+
 ON_NAN = ("stop", "skip")
 
 
 class CheckpointOnInterrupt(Callback):
-    """On SIGTERM, save the run's state to `path` (its last.ckpt) before Lightning stops."""
+    """On SIGTERM (or SIGUSR1 outside SLURM), save the run's state to `path` (its last.ckpt) before
+    Lightning stops."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._previous_usr1 = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and not SLURMEnvironment.detect() and hasattr(signal, "SIGUSR1"):
+            self._previous_usr1 = signal.signal(signal.SIGUSR1, _usr1_as_sigterm)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._previous_usr1)
+            self._previous_usr1 = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
             trainer.save_checkpoint(self.path)
+
+
+def _usr1_as_sigterm(signum, frame) -> None:
+    log.warning("SIGUSR1 received (not under SLURM): stopping as for SIGTERM, with a checkpoint")
+    os.kill(os.getpid(), signal.SIGTERM)  # Lightning's SIGTERM handler takes it from here (all ranks)
 
 
 class NonFiniteLoss(UserError):
