@@ -1,6 +1,9 @@
 """The segment cache: bad files, reuse and rebuild, stable split, interrupted builds."""
 
 import json
+import multiprocessing as mp
+import os
+import time
 
 import pretty_midi
 import pytest
@@ -153,3 +156,45 @@ def test_parallel_tokenizing_gives_the_same_cache(data_cfg, tmp_path):
     for split in ("train", "val", "test"):
         a, b = load_split(one.path, split), load_split(two.path, split)
         assert (a.tokens == b.tokens).all() and (a.offsets == b.offsets).all()
+
+
+def crash_or_hang_on(name: str, fault: str):
+    """A segment_file that kills its worker process (or hangs) on the file called `name`."""
+    real = cache_module.segment_file
+
+    def segment_file(path, *args, **kwargs):
+        if path.name == name:
+            if fault == "crash":
+                os._exit(3)
+            time.sleep(600)
+        return real(path, *args, **kwargs)
+
+    return segment_file
+
+
+def windows_by_piece(prepared) -> dict[str, list[tuple[int, list[int]]]]:
+    """{piece path: [(start bar, window ids), ...]} over all splits of a cache."""
+    out = {}
+    pieces = load_pieces(prepared.path)
+    for split, names in pieces.items():
+        arrays = load_split(prepared.path, split)
+        for i in range(len(arrays)):
+            window = arrays.tokens[arrays.offsets[i] : arrays.offsets[i + 1]].tolist()
+            out.setdefault(names[arrays.pieces[i]], []).append((int(arrays.bars[i]), window))
+    return out
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="workers must be forked to see the fault")
+@pytest.mark.parametrize(("fault", "reason"), [("crash", "worker_crash"), ("hang", "timeout")])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_that_crashes_or_hangs_its_worker_is_skipped(data_cfg, tmp_path, monkeypatch, fault, reason, workers):
+    clean = prepare(data_cfg(f"data.cache_dir={tmp_path / 'clean'}"))
+    monkeypatch.setattr(cache_module, "segment_file", crash_or_hang_on("piece005.mid", fault))  # before the fork
+    start = time.monotonic()
+    faulty = prepare(data_cfg(f"data.workers={workers}", "data.file_timeout_s=2"))
+    assert time.monotonic() - start < 90  # the hung file was given up on after 2 s, not after 600
+    assert [(s["file"], s["reason"]) for s in faulty.manifest["skipped"]] == [("piece005.mid", reason)]
+    assert faulty.manifest["files"] == {"found": 12, "tokenized": 11, "skipped": 1}
+    expected = windows_by_piece(clean)
+    del expected["piece005.mid"]
+    assert windows_by_piece(faulty) == expected  # every other file's windows, as without the fault

@@ -75,3 +75,27 @@ def test_export_puts_a_pickup_before_the_first_bar_line(tmp_path, abc_body, firs
     assert onsets[:3] == first_onsets  # the pickup ends where bar 1 starts (beat 4)
     assert [(ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures][:1] == [(0, 4, 4)]
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_export_goes_on_past_a_file_that_crashes_its_worker(tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    from musicvae.data import corpus
+
+    def fake_jobs(out_dir):
+        return [corpus.ExportJob(source=f"tune{i}", out=str(out_dir / f"tune{i}.mid")) for i in range(6)]
+
+    def export_one(job):  # forked workers see this stand-in: no music21 needed
+        if job.source == "tune2":
+            os._exit(1)
+        Path(job.out).write_bytes(b"MThd")
+        return job.out, None
+
+    monkeypatch.setitem(corpus.CORPORA, "bach", fake_jobs)
+    monkeypatch.setattr(corpus, "export_one", export_one)
+    report = corpus.export_corpus("bach", tmp_path, workers=2, limit=6, progress=False, timeout_s=30)
+    assert [(out, error.split(":")[0]) for out, error in report.failed] == [("tune2.mid", "worker_crash")]
+    assert report.exported == 5 and sorted(p.name for p in tmp_path.glob("*.mid")) == [
+        f"tune{i}.mid" for i in (0, 1, 3, 4, 5)
+    ]

@@ -11,6 +11,10 @@ tokens, see `config_hash`):
     <split>.pieces.npy       int32[n]: index of the segment's piece in pieces.json[split]
     <split>.bars.npy         int32[n]: the bar the segment starts on
 
+Files are tokenized in worker processes (`musicvae.data.parallel`): a file that crashes its worker
+(`worker_crash`) or is still tokenizing after `data.file_timeout_s` (`timeout`) is skipped and listed
+like a bad file, and the build goes on with a fresh worker.
+
 The cache is built in a temporary folder and renamed into place, so an interrupted build never
 leaves a folder that loads as complete. The manifest also records a fingerprint of the source files
 (paths, sizes, mtimes): files added, removed or changed in the folder rebuild the cache.
@@ -138,10 +142,8 @@ def list_source_files(settings: DataConfig) -> tuple[Path, list[str]]:
 _WORKER: dict = {}
 
 
-def _init_worker(tokenizer: MusicTokenizer | dict, settings: DataConfig, root: str) -> None:
-    if isinstance(tokenizer, dict):
-        tokenizer = tokenizer_from_dict(tokenizer)
-    _WORKER.update(tokenizer=tokenizer, settings=settings, root=Path(root))
+def _init_worker(tokenizer: dict, settings: DataConfig, root: str) -> None:
+    _WORKER.update(tokenizer=tokenizer_from_dict(tokenizer), settings=settings, root=Path(root))
 
 
 def _tokenize_one(rel: str) -> tuple[str, FileSegments | SkipFile]:
@@ -153,6 +155,11 @@ def _tokenize_one(rel: str) -> tuple[str, FileSegments | SkipFile]:
         return rel, SkipFile("error", f"{type(e).__name__}: {str(e)[:200]}")
 
 
+def _lost(rel: str, reason: str, detail: str) -> tuple[str, SkipFile]:
+    """A file that killed its worker (worker_crash) or ran past data.file_timeout_s (timeout): skipped."""
+    return rel, SkipFile(reason, detail)
+
+
 def tokenize_files(
     root: Path,
     files: list[str],
@@ -161,11 +168,15 @@ def tokenize_files(
     workers: int,
     progress: bool,
 ) -> dict[str, FileSegments | SkipFile]:
-    """Segment every file, in `workers` processes: {relative path: segments or the reason to skip}."""
-    # In-process the tokenizer is used as is; workers rebuild it from its dict.
-    init_tok = tokenizer if workers <= 1 else tokenizer_to_dict(tokenizer)
+    """Segment every file, in `workers` processes: {relative path: segments or the reason to skip}.
+
+    Always in worker processes, even one: a file that crashes or hangs its process costs that file only.
+    """
+    init = (tokenizer_to_dict(tokenizer), settings, str(root))
     results = {}
-    with parallel_map(_tokenize_one, files, workers, _init_worker, (init_tok, settings, str(root))) as it:
+    with parallel_map(
+        _tokenize_one, files, workers, _init_worker, init, timeout_s=settings.file_timeout_s, on_failure=_lost
+    ) as it:
         for rel, result in track_progress(it, len(files), f"tokenize {settings.name}", enabled=progress):
             results[rel] = result
     return dict(sorted(results.items()))
@@ -336,7 +347,13 @@ def prepare_cache(settings: DataConfig, tokenizer: MusicTokenizer, progress: boo
     check_compatible(tokenizer, settings)
     export = None
     if settings.corpus:
-        export = export_corpus(settings.corpus, settings.source_dir, settings.num_workers, progress=progress)
+        export = export_corpus(
+            settings.corpus,
+            settings.source_dir,
+            settings.num_workers,
+            progress=progress,
+            timeout_s=settings.file_timeout_s,
+        )
     root, files = list_source_files(settings)
     folder = cache_path(settings, tokenizer)
     manifest = read_manifest(folder)

@@ -2,8 +2,8 @@
 
 `DataConfig.from_cfg` accepts a Hydra/OmegaConf node or a plain dict; missing keys take the defaults
 below (the same as configs/data/base.yaml), unknown keys are ignored. `cache_key()` is the part that
-changes the tokens and so keys the cache; batch-time settings (batch_size, transpose, loader_workers,
-workers) are left out of it on purpose.
+changes the tokens and so keys the cache; batch-time settings (batch_size, transpose, loader_workers)
+and how the tokenizing runs (workers, file_timeout_s) are left out of it on purpose.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class DataConfig:
     test_fraction: float = 0.1
     limit_files: int | None = None
     workers: int | None = None
+    file_timeout_s: float | None = 120.0
     transpose: int = 5
     batch_size: int = 32
     group_by_length: bool = False
@@ -92,6 +93,8 @@ class DataConfig:
             raise UserError(f"data.transpose must be >= 0 (got {self.transpose})")
         if self.val_segments < 2:
             raise UserError(f"data.val_segments must be >= 2 (got {self.val_segments})")
+        if self.file_timeout_s is not None and not self.file_timeout_s > 0:
+            raise UserError(f"data.file_timeout_s must be > 0 or null (got {self.file_timeout_s})")
         if self.limit_files is not None and self.limit_files < 1:
             raise UserError(f"data.limit_files must be >= 1 or null (got {self.limit_files})")
 

@@ -210,12 +210,23 @@ def _remove_stale_temp_files(paths: Iterable[Path]) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _lost(job: ExportJob, reason: str, detail: str) -> tuple[str, str]:
+    """A tune that killed its worker process or ran past the time limit: failed, like an error."""
+    return job.out, f"{reason}: {detail}"
+
+
 def export_corpus(
-    name: str, out_dir: str | Path, workers: int = 1, limit: int | None = None, progress: bool = True
+    name: str,
+    out_dir: str | Path,
+    workers: int = 1,
+    limit: int | None = None,
+    progress: bool = True,
+    timeout_s: float | None = None,
 ) -> ExportReport:
     """Export corpus `name` (bach | folk) into `out_dir`, in `workers` processes, with a progress bar.
 
     `limit` exports only the first N files (tests); a limited export leaves no completion marker.
+    A file that crashes its worker or takes over `timeout_s` seconds (None: no limit) is listed as failed.
     """
     check_corpus_name(name)
     out_dir = Path(out_dir)
@@ -231,7 +242,7 @@ def export_corpus(
     if todo:
         log.info("exporting %d %s files from the music21 corpus to %s", len(todo), name, out_dir)
     failed = []
-    with parallel_map(export_one, todo, workers) as results:
+    with parallel_map(export_one, todo, workers, timeout_s=timeout_s, on_failure=_lost) as results:
         for out, error in track_progress(results, len(todo), f"export {name}", enabled=progress):
             if error:
                 failed.append((str(Path(out).relative_to(out_dir)), error))
