@@ -72,7 +72,7 @@ def test_data_configs_share_one_base(compose_cfg):
         assert (
             data.transpose == 5
             and data.batch_size == 32
-            and data.loader_workers == 0
+            and data.loader_workers == "auto"
             and data.workers is None
         )
         assert data.overlong == "truncate" and data.merge_tracks and not data.keep_drums

@@ -53,7 +53,7 @@ class DataConfig:
     transpose: int = 5
     batch_size: int = 32
     group_by_length: bool = False
-    loader_workers: int = 0
+    loader_workers: int | str = "auto"  # DataLoader processes per training process: "auto" or an integer >= 0
     val_segments: int = 512
     val_sample_seed: int = 0
 
@@ -95,6 +95,9 @@ class DataConfig:
             raise UserError(f"data.val_segments must be >= 2 (got {self.val_segments})")
         if self.file_timeout_s is not None and not self.file_timeout_s > 0:
             raise UserError(f"data.file_timeout_s must be > 0 or null (got {self.file_timeout_s})")
+        workers = self.loader_workers
+        if not (workers == "auto" or (type(workers) is int and workers >= 0)):  # not True/False either
+            raise UserError(f"data.loader_workers must be auto or an integer >= 0 (got {workers!r})")
         if self.limit_files is not None and self.limit_files < 1:
             raise UserError(f"data.limit_files must be >= 1 or null (got {self.limit_files})")
 

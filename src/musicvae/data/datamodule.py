@@ -13,7 +13,11 @@ Batches are `(tokens, mask)`:
 
 Training batches are shuffled and, when `data.transpose` > 0, each segment is shifted by a random
 number of semitones in [-transpose, transpose], drawn among the shifts that keep all its pitches
-inside the tokenizer's pitch range. Test batches are neither shuffled nor transposed.
+inside the tokenizer's pitch range. Test batches are neither shuffled nor transposed. With
+`data.group_by_length`, train batches hold segments of similar lengths, under DDP each process its
+own share (`musicvae.data.loading.LengthGroupedBatches`); otherwise Lightning shards them under DDP.
+DataLoader workers and pinned memory follow the device the attached trainer trains on
+(`MidiDataModule.loader_settings`: `data.loader_workers` auto gives workers on a GPU, none on CPU).
 
 Validation runs on a fixed sample (`musicvae.data.eval_sample`): `data.val_segments` segments drawn
 across the val pieces with `data.val_sample_seed`, the same for every run. Its batches are
@@ -23,19 +27,30 @@ takes its share of the positions, none twice.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from musicvae.data.cache import SplitArrays, cache_path, load_pieces, load_split, prepare_cache, read_manifest
 from musicvae.data.config import DataConfig, to_plain_dict
 from musicvae.data.eval_sample import EvalSample, EvalSampleDataset, ShardedSampler, collate_with_positions
+from musicvae.data.loading import (
+    BatchedDataset,
+    LengthGroupedBatches,
+    LoaderSettings,
+    collate_segments,
+    segment_lengths,
+)
 from musicvae.data.segments import SPLITS, check_compatible
-from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID, TokenTable, build_tokenizer, token_table
+from musicvae.data.tokenize import TokenTable, build_tokenizer, token_table
 from musicvae.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class PitchShifter:
@@ -83,49 +98,9 @@ class SegmentDataset(Dataset):
         return torch.from_numpy(ids)
 
 
-def collate_segments(batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T]) framed BOS ... EOS, padded with PAD."""
-    length = max(len(s) for s in batch) + 2
-    tokens = torch.full((len(batch), length), PAD_ID, dtype=torch.long)
-    mask = torch.zeros((len(batch), length), dtype=torch.bool)
-    for row, segment in enumerate(batch):
-        n = len(segment)
-        tokens[row, 0] = BOS_ID
-        tokens[row, 1 : n + 1] = segment
-        tokens[row, n + 1] = EOS_ID
-        mask[row, : n + 2] = True
-    return tokens, mask
-
-
 def _collate_val(batch):
     """A module-level function (picklable for DataLoader workers)."""
     return collate_with_positions(batch, collate_segments)
-
-
-class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of similar-length segments: less padding, the same data in another order.
-
-    Each epoch: shuffle all indices, cut them into pools of `pool` batches, sort each pool by length,
-    cut it into batches, shuffle the batches. Padding to the longest row of a batch then costs little
-    (measured on 2-bar Bach segments: mean batch length ~120 instead of ~200 tokens).
-    """
-
-    def __init__(self, lengths: np.ndarray, batch_size: int, pool: int = 50):
-        self.lengths, self.batch_size, self.pool = np.asarray(lengths), batch_size, pool
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths)).numpy()
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        for i in torch.randperm(len(batches)).tolist():
-            yield batches[i]
 
 
 class MidiDataModule(pl.LightningDataModule):
@@ -213,46 +188,63 @@ class MidiDataModule(pl.LightningDataModule):
 
     def val_sample_batches(self) -> DataLoader:
         """The whole validation sample in position order, as (tokens, mask, positions) batches (every rank)."""
-        return self._val_loader(rank=0, world_size=1)  # built at every validation: no worker processes
+        # built at every validation, so no worker processes: starting them would cost more than the batches
+        return self._val_loader(rank=0, world_size=1, settings=LoaderSettings(workers=0, pin_memory=False))
 
-    def _val_loader(self, rank: int, world_size: int, workers: int = 0) -> DataLoader:
+    def _val_loader(self, rank: int, world_size: int, settings: LoaderSettings) -> DataLoader:
         """Rank `rank`'s share of the fixed validation sample: (tokens, mask, positions) batches."""
         dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
         return DataLoader(
             dataset,
             batch_size=self.settings.batch_size,
             sampler=ShardedSampler(dataset, rank, world_size),
-            num_workers=workers,
-            persistent_workers=workers > 0,
             collate_fn=_collate_val,
-            pin_memory=torch.cuda.is_available(),
+            **settings.dataloader_kwargs(),
+        )
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        """(this process's global rank, processes): from the attached trainer, else (0, 1)."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def loader_settings(self) -> LoaderSettings:
+        """Workers and pinned memory for the device the attached trainer trains on (CPU without a trainer)."""
+        if self.trainer is None:
+            return LoaderSettings.for_device(self.settings.loader_workers, torch.device("cpu"))
+        return LoaderSettings.for_device(
+            self.settings.loader_workers, self.trainer.strategy.root_device, self.trainer.num_devices
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup()
-        workers = self.settings.loader_workers
-        dataset = self.datasets[split]
-        batching: dict[str, Any] = {"batch_size": self.settings.batch_size, "shuffle": shuffle}
-        distributed = self.trainer is not None and self.trainer.world_size > 1  # Lightning shards plain samplers
-        if shuffle and self.settings.group_by_length and not distributed:
-            batching = {"batch_sampler": LengthGroupedBatches(np.diff(dataset.arrays.offsets), self.settings.batch_size)}
-        return DataLoader(
-            dataset,
-            **batching,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            collate_fn=collate_segments,
-            pin_memory=torch.cuda.is_available(),
-        )
+        dataset, settings = self.datasets[split], self.loader_settings()
+        if shuffle and self.settings.group_by_length:
+            # this rank's share of the length-grouped batches, seeded alike on every rank; Lightning keeps
+            # the sampler under DDP and calls its set_epoch (see LengthGroupedBatches)
+            rank, world = self._rank_and_world()
+            sampler = LengthGroupedBatches(
+                segment_lengths(dataset),
+                self.settings.batch_size,
+                rank=rank,
+                world_size=world,
+                seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # set by seed_everything, as Lightning's samplers
+            )
+            log.info("%s batches grouped by length: rank %d of %d, %d batches", split, rank, world, len(sampler))
+            batching: dict[str, Any] = {"dataset": BatchedDataset(dataset), "sampler": sampler, "batch_size": None}
+        else:  # under DDP Lightning puts a DistributedSampler in
+            batching = {"dataset": dataset, "batch_size": self.settings.batch_size, "shuffle": shuffle}
+        log.debug("%s loader: %s", split, settings)
+        return DataLoader(**batching, collate_fn=collate_segments, **settings.dataloader_kwargs())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         """The fixed validation sample, this rank's share of it: (tokens, mask, positions) batches."""
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        return self._val_loader(rank, world, self.settings.loader_workers)
+        rank, world = self._rank_and_world()
+        return self._val_loader(rank, world, self.loader_settings())
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

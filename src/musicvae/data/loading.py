@@ -1,0 +1,181 @@
+"""From segments to training batches: the padded collate, length-grouped batches (one process or DDP),
+and the DataLoader settings for the device the model trains on.
+
+    settings = LoaderSettings.for_device("auto", torch.device("cuda", 0))   # workers, pinned memory
+    sampler = LengthGroupedBatches(lengths, batch_size=32, rank=0, world_size=2, seed=0)
+    loader = DataLoader(BatchedDataset(dataset), sampler=sampler, batch_size=None,
+                        collate_fn=collate_segments, **settings.dataloader_kwargs())
+    sampler.set_epoch(1)   # Lightning does this at every epoch: a new order, the same on every rank
+
+`MidiDataModule` builds its loaders with these; see its docstring for the batch format.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import Dataset, DistributedSampler
+
+from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID
+
+AUTO_WORKERS_CAP = 4  # more workers than this only add start-up time: a batch of segments is cheap to build
+
+
+def collate_segments(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T]) framed BOS ... EOS, padded with PAD.
+
+    T = the longest segment + 2. Row i: BOS, segment i, EOS, PAD, ...; mask True on BOS..EOS.
+    """
+    lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)  # [B]
+    body = pad_sequence(list(batch), batch_first=True, padding_value=PAD_ID)  # [B, L], L = lengths.max()
+    n_rows, longest = body.shape
+    tokens = torch.full((n_rows, longest + 2), PAD_ID, dtype=torch.long)  # [B, T]
+    tokens[:, 0] = BOS_ID
+    tokens[:, 1 : longest + 1] = body  # the segments' padding is PAD already
+    tokens[torch.arange(n_rows), lengths + 1] = EOS_ID  # right after each segment
+    mask = torch.arange(longest + 2) < (lengths + 2).unsqueeze(1)  # [B, T]: BOS + segment + EOS
+    return tokens, mask
+
+
+def segment_lengths(dataset: Dataset) -> np.ndarray:
+    """int64 [N]: the token count of every segment of `dataset` (its `lengths`, else its cache offsets)."""
+    lengths = getattr(dataset, "lengths", None)
+    if lengths is None and hasattr(dataset, "arrays"):
+        lengths = np.diff(dataset.arrays.offsets)
+    if lengths is None:  # any other dataset of 1-D tensors: correct, but reads every item once
+        lengths = [len(dataset[i]) for i in range(len(dataset))]
+    return np.asarray(lengths, dtype=np.int64)
+
+
+class BatchedDataset(Dataset):
+    """Item [i, j, ...]: [dataset[i], dataset[j], ...].
+
+    For a sampler that yields whole batches used as a DataLoader's `sampler` with `batch_size=None`
+    (each worker then builds one whole batch): see `LengthGroupedBatches` for why not `batch_sampler`.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # segments, not batches
+
+    def __getitem__(self, indices: list[int]) -> list[torch.Tensor]:
+        return [self.dataset[i] for i in indices]
+
+
+class LengthGroupedBatches(DistributedSampler):
+    """Shuffled batches of similar-length segments, this process's share of them: less padding, same data.
+
+    Each epoch, from one generator seeded with `seed + epoch` (the same on every rank): shuffle all
+    indices, cut them into pools of `pool` batches, sort each pool by length, cut it into batches of
+    `batch_size` (the last one may be short), shuffle the batches. Padding to the longest row of a
+    batch then costs little (measured on 2-bar Bach segments: mean batch length ~120 instead of ~200
+    tokens). Rank r of W takes batches r, r + W, r + 2W, ...: the ranks' batches are disjoint and
+    together cover every segment. When the batch count does not divide by W, the first batches of the
+    shuffled list are repeated at its end (as DistributedSampler pads) so that every rank gets
+    ceil(batches / W): DDP hangs when one rank runs out of batches before the others.
+
+    Yields lists of indices, so it goes in a DataLoader as `sampler=` with `batch_size=None` over a
+    `BatchedDataset`. Why a DistributedSampler subclass, and not a `batch_sampler`: under DDP with
+    `use_distributed_sampler=True`, Lightning replaces a DataLoader's `sampler` unless it already is a
+    DistributedSampler; with a custom `batch_sampler` it then either raises (not a BatchSampler) or
+    rebuilds the batch sampler around its own sampler. A DistributedSampler is kept as it is, and
+    Lightning calls its `set_epoch` at every epoch (the same trick as `eval_sample.ShardedSampler`).
+
+    seed: the same on every rank (the datamodule passes the run's seed); None draws one from torch's
+    global generator, for one process only. Without `set_epoch` every pass has the same order.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        pool: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int | None = None,
+    ):
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # [N]
+        if seed is None:
+            seed = int(torch.randint(2**31, ()))
+        # DistributedSampler checks rank < world_size and keeps epoch/seed; its own sizes are unused
+        super().__init__(self.lengths, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        self.batch_size, self.pool = batch_size, pool
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank: the same on every rank."""
+        return -(-self.total_batches // self.num_replicas)
+
+    @property
+    def total_batches(self) -> int:
+        """Batches per epoch across all ranks, before padding."""
+        return -(-len(self.lengths) // self.batch_size)
+
+    def all_batches(self) -> list[list[int]]:
+        """This epoch's batches of every rank, padded to a multiple of world_size: rank r takes [r::W]."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()  # [N]
+        size = self.batch_size * self.pool
+        batches: list[list[int]] = []
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        missing = len(self) * self.num_replicas - len(batches)  # < world_size
+        while missing > 0:  # a loop: fewer batches than ranks repeats some more than once
+            batches += batches[:missing]
+            missing = len(self) * self.num_replicas - len(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.all_batches()[self.rank :: self.num_replicas])
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """DataLoader settings that depend on the device the model trains on (see `for_device`)."""
+
+    workers: int  # DataLoader worker processes per training process
+    pin_memory: bool  # page-locked batches: asynchronous host-to-GPU copies
+
+    @property
+    def persistent_workers(self) -> bool:
+        """Keep workers between epochs and validations: starting them costs more than a few batches."""
+        return self.workers > 0
+
+    @classmethod
+    def for_device(cls, requested: int | str, device: torch.device, processes_per_node: int = 1) -> LoaderSettings:
+        """The rule, in one place.
+
+        requested: `data.loader_workers`: an integer is used as it is; "auto" gives
+        min(4, cores / processes on this node) workers when training on a GPU (batches are built
+        while the GPU computes) and 0 on CPU, where workers compete with the model for the same cores.
+        Memory is pinned when training on CUDA only.
+        """
+        if requested == "auto":
+            if device.type == "cpu":
+                workers = 0
+            else:
+                workers = min(AUTO_WORKERS_CAP, max(1, available_cpus() // max(1, processes_per_node)))
+        else:
+            workers = int(requested)
+        return cls(workers=workers, pin_memory=device.type == "cuda")
+
+    def dataloader_kwargs(self) -> dict:
+        return {
+            "num_workers": self.workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+
+
+def available_cpus() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
