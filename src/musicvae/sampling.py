@@ -173,6 +173,7 @@ class SampleRequest:
     batch_size: int = 8
     device: str = "cpu"
     piano_roll: bool = True
+    compile: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -197,6 +198,8 @@ def sample(req: SampleRequest) -> dict:
     """Run one sampling request; write MIDI, piano rolls and samples.json into req.out_dir."""
     loaded = load_checkpoint(req.ckpt, req.device)
     model, tok = loaded.model, loaded.tokenizer
+    if req.compile:
+        model.compile_parts()
     torch.manual_seed(req.seed)
     gen = torch.Generator(device=req.device).manual_seed(req.seed)
     cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)

@@ -87,3 +87,16 @@ def test_old_checkpoint_model_settings_keep_their_behaviour():
     new = {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
     _fill_model_keys_added_since(new)
     assert new == {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
+
+
+@pytest.mark.slow  # torch.compile takes ~40 s on a 2-core CPU
+def test_compiled_model_samples_the_same_tokens_and_keeps_its_parameter_names():
+    from musicvae.generate import SamplingConfig, sample_tokens
+
+    model = _vae(dropout=0.0).eval()
+    z = torch.randn(2, 8)
+    want = sample_tokens(model, z, SamplingConfig(max_tokens=12), torch.Generator().manual_seed(0))
+    names = list(model.state_dict())
+    model.compile_parts()
+    assert list(model.state_dict()) == names
+    assert sample_tokens(model, z, SamplingConfig(max_tokens=12), torch.Generator().manual_seed(0)) == want

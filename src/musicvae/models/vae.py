@@ -98,6 +98,13 @@ class MusicVAE(nn.Module):
         # std 1, so the decoder first learns that z is noise and the encoder lags behind (He et al. 2019).
         self.encoder.to_posterior.reset_parameters()
 
+    def compile_parts(self) -> None:
+        """torch.compile the encoder and the decoder in place (nn.Module.compile: parameter names and
+        checkpoints unchanged), so that every caller of encode/decode runs compiled, sampling included.
+        The decoder with dynamic shapes: a cached decode grows by one position a step."""
+        self.encoder.compile()
+        self.decoder.compile(dynamic=True)
+
     @property
     def conditioning(self):
         return self.decoder.cond

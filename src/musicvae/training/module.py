@@ -52,11 +52,7 @@ class VAEModule(pl.LightningModule):
         self.save_hyperparameters()  # model config, tokenizer params and data settings travel in the ckpt
         self.model = MusicVAE(VAEConfig.from_settings(model))
         if model.get("compile"):
-            # In place (nn.Module.compile): the state_dict keys stay those of the plain model, so
-            # checkpoints load with or without compile. Encoder and decoder apart, so that validation
-            # (encode, decode) and sampling (decode) run compiled too, not only the training forward.
-            self.model.encoder.compile()
-            self.model.decoder.compile(dynamic=True)
+            self.model.compile_parts()  # training, validation and the post-training samples
         self.kl_cfg = KLConfig(**kl)
         self._val: dict[str, torch.Tensor] = {}
         self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
