@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -18,6 +18,7 @@ from musicvae.data import MidiDataModule
 from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+from musicvae.training.ddp import ddp_processes, launch_rank
 from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
@@ -30,6 +31,7 @@ from musicvae.training.resume import (
     run_dir_of_checkpoint,
     trim_kl_per_dim,
 )
+from musicvae.training.seeding import PerRankSeed
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,13 @@ def check_splits(dm: MidiDataModule) -> None:
         )
 
 
+class CheckSplits(Callback):
+    """check_splits once Lightning has set the data up (after prepare_data on global rank 0 only)."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        check_splits(trainer.datamodule)
+
+
 def check_validation_limits(cfg: DictConfig) -> None:
     """UserError when trainer.limit_val_batches would cut the fixed val sample (by position, not at random)."""
     limit = cfg.trainer.get("limit_val_batches")
@@ -116,6 +125,19 @@ def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
     return [split[i].tolist() for i in range(min(n, len(split)))]
 
 
+def prepare_run_dir(run_dir: Path, cfg: DictConfig, ckpt_path: Path | None, resume_step: int) -> None:
+    """The run dir before training: its resolved config.yaml (what ranks > 0 of a DDP run train from),
+    no finished.json until the run ends, kl_per_dim.jsonl trimmed to the resumed step (or dropped)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FINISHED).unlink(missing_ok=True)  # until this run, too, trains to its end
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if ckpt_path:  # the curve goes on: records after the checkpoint are logged again
+        trim_kl_per_dim(run_dir / "kl_per_dim.jsonl", resume_step)
+        log.info("resuming %s from %s (step %d)", run_dir, ckpt_path, resume_step)
+    else:  # a fresh run in a reused folder: its CSV is rewritten, so is this
+        (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics.
 
@@ -130,20 +152,16 @@ def train(cfg: DictConfig) -> dict:
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), bool(cfg.get("resume")), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None  # fail early, before the data
     check_validation_limits(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / FINISHED).unlink(missing_ok=True)  # until this run, too, trains to its end
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     resume_step = int(resume["global_step"]) if resume else 0
-    if resume:  # the curve goes on: records after the checkpoint are logged again
-        trim_kl_per_dim(run_dir / "kl_per_dim.jsonl", resume_step)
-        log.info("resuming %s from %s (step %d)", run_dir, ckpt_path, resume_step)
-    else:  # a fresh run in a reused folder: its CSV is rewritten, so is this
-        (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
+    if launch_rank() == 0:  # the other ranks of a DDP run train into the folder rank 0 prepared
+        prepare_run_dir(run_dir, cfg, ckpt_path, resume_step)
 
+    # No data is read here: Lightning calls dm.prepare_data (export the corpus, build the cache) on global
+    # rank 0 only while the other ranks wait, then dm.setup on every rank. The model needs only the
+    # tokenizer, which the config defines.
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
-    dm.prepare_data()
-    dm.setup("fit")
-    check_splits(dm)
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    dm.prepare_data_per_node = bool(trainer_args.pop("prepare_data_per_node", False))
     module = build_module(cfg, dm)
     if resume is not None:
         check_resumable(resume, module.hparams, ckpt_path)
@@ -157,10 +175,10 @@ def train(cfg: DictConfig) -> dict:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not pl.Trainer arguments
     every = trainer_args.pop("checkpoint_every_n_steps", None)
-    callbacks = [checkpoints, guard, CheckpointOnInterrupt(last_checkpoint(run_dir))]
+    interrupt = CheckpointOnInterrupt(last_checkpoint(run_dir))
+    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, guard, interrupt]
     if every:  # last.ckpt also every N steps, whatever the validation interval: a kill costs < N steps
         callbacks.append(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=int(every), save_top_k=0, save_last=True)
@@ -168,6 +186,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
     loggers = build_loggers(cfg, run_dir, resume_step)
+    # Under DDP the module reduces its validation sums across ranks itself: Lightning's advice to log them
+    # with sync_dist=True (which would average the reduced values once more) does not apply.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
     trainer = pl.Trainer(
         **trainer_args,
         default_root_dir=str(run_dir),
@@ -178,7 +199,8 @@ def train(cfg: DictConfig) -> dict:
     fidelity = None
     try:
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            with ddp_processes(trainer, run_dir):
+                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
         except SIGTERMException:
             last = last_checkpoint(run_dir)
             raise Interrupted(
