@@ -50,7 +50,7 @@ def test_val_batches_are_the_cached_segments_of_the_sample(datamodule):
     for tokens, mask, positions in dm.val_dataloader():
         for row, position in zip(range(len(tokens)), positions.tolist(), strict=True):
             n, i = int(mask[row].sum()), int(sample.indices[position])
-            assert tokens[row, 1 : n - 1].tolist() == arrays.tokens[arrays.offsets[i] : arrays.offsets[i + 1]].tolist()
+            assert tokens[row, 1 : n - 1].tolist() == arrays.window(i).tolist()
             seen.append(position)
     assert sorted(seen) == list(range(len(sample)))  # every sample position once
 
@@ -93,14 +93,7 @@ def test_train_split_is_transposed_only_when_asked(data_cfg):
         train = dm.datasets["train"]
         torch.manual_seed(1)
         changed = any(
-            not torch.equal(
-                train[i],
-                torch.from_numpy(
-                    train.arrays.tokens[train.arrays.offsets[i] : train.arrays.offsets[i + 1]].astype(
-                        np.int64
-                    )
-                ),
-            )
+            not torch.equal(train[i], torch.from_numpy(train.arrays.window(i).astype(np.int64)))
             for i in range(len(train))
         )
         assert changed == expect_change

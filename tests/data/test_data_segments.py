@@ -5,7 +5,7 @@ import pytest
 
 from musicvae.data import midi_to_segments, tokens_to_midi
 from musicvae.data.config import DataConfig
-from musicvae.data.segments import cut_windows, split_of
+from musicvae.data.segments import assign_splits, content_key, cut_windows, split_of
 from musicvae.data.tokenize import SkipFile, load_score, token_table
 from musicvae.errors import UserError
 
@@ -97,7 +97,7 @@ def test_too_short_piece_is_skipped(remi_tokenizer):
     assert info.value.reason == "too_short"
 
 
-def test_split_is_stable_and_proportional():
+def test_split_is_stable_and_proportional_over_paths():
     paths = [f"folder{i % 7}/piece{i}.mid" for i in range(3000)]
     splits = [split_of(p, 0.1, 0.1) for p in paths]
     assert splits == [split_of(p, 0.1, 0.1) for p in paths]  # a pure function of the path
@@ -114,3 +114,86 @@ def test_split_is_the_same_in_every_process():
         "train",
         "train",
     ]
+
+
+def random_score(seed: int, tpq: int = 480):
+    """A symusic score of 8-40 random quarter-grid notes (one track)."""
+    from symusic import Note, Score, Track
+
+    rng = np.random.default_rng(seed)
+    score = Score(tpq)
+    track = Track(program=0)
+    for _ in range(rng.integers(8, 41)):
+        start, length = int(rng.integers(0, 64)), int(rng.integers(1, 5))
+        track.notes.append(Note(start * tpq // 2, length * tpq // 2, int(rng.integers(40, 90)), 80))
+    score.tracks.append(track)
+    return score
+
+
+def same_music_other_file(score):
+    """The same notes as `score` in a file that differs in everything else: resolution, tempo, tracks."""
+    from symusic import Tempo
+
+    other = score.resample(960)  # another tick resolution
+    other.tempos.append(Tempo(0, qpm=87.0))
+    for track in other.tracks:
+        track.name, track.program = "Violin I", 40
+        for note in track.notes:
+            note.velocity = 33  # dynamics are not the piece either
+    half = len(other.tracks[0].notes) // 2  # split over two tracks, in the other order
+    second = other.tracks[0].copy()
+    second.notes = other.tracks[0].notes[half:]
+    other.tracks[0].notes = other.tracks[0].notes[:half]
+    other.tracks.insert(0, second)
+    return other
+
+
+def test_content_key_is_the_notes_not_the_file():
+    score = random_score(0)
+    assert content_key(same_music_other_file(score)) == content_key(score)
+    moved = score.copy()
+    moved.tracks[0].notes[0].pitch += 1
+    assert content_key(moved) != content_key(score)
+    assert content_key(score.shift_time(score.ticks_per_quarter)) != content_key(score)  # a beat later
+
+
+def test_content_key_is_the_same_in_every_process():
+    """Golden value: a salted hash (Python's hash()) or a platform's byte order would move pieces between runs."""
+    assert content_key(random_score(7))[:12] == GOLDEN_KEY
+
+
+GOLDEN_KEY = "15b0c830b5d0"  # content_key(random_score(7)) when written
+
+
+@pytest.mark.parametrize(("val", "test"), [(0.1, 0.1), (0.3, 0.2), (0.45, 0.45), (0.0, 0.5), (0.5, 0.0)])
+def test_the_same_music_in_two_files_lands_in_one_split(val, test):
+    keys = {}
+    for i in range(40):
+        score = random_score(i)
+        keys[f"a/tune{i}.mid"] = content_key(score)
+        keys[f"b/{i:04d}.mid"] = content_key(same_music_other_file(score))
+    splits = assign_splits(keys, val, test)
+    assert all(splits[f"a/tune{i}.mid"] == splits[f"b/{i:04d}.mid"] for i in range(40))
+    by_path = [split_of(f"a/tune{i}.mid", val, test) == split_of(f"b/{i:04d}.mid", val, test) for i in range(40)]
+    assert not all(by_path) or val + test == 0  # by path, copies would have been split apart
+
+
+def test_splits_by_content_are_proportional():
+    keys = {f"{i}.mid": content_key(random_score(i)) for i in range(3000)}
+    splits = list(assign_splits(keys, 0.1, 0.2).values())
+    assert abs(splits.count("val") / 3000 - 0.1) < 0.025 and abs(splits.count("test") / 3000 - 0.2) < 0.03
+    assert set(assign_splits(keys, 0.0, 0.0).values()) == {"train"}
+
+
+def test_a_small_folder_still_gets_val_and_test_pieces():
+    keys = {f"{i}.mid": f"key{i}" for i in range(12)}
+    plain = {piece: split_of(key, 0.01, 0.01) for piece, key in keys.items()}
+    assert set(plain.values()) == {"train"}  # 1% of 12 pieces: by the hash alone, none
+    splits = assign_splits({**keys, "copy.mid": keys["3.mid"]}, 0.01, 0.01)
+    assert sorted(splits.values()).count("val") >= 1 and sorted(splits.values()).count("test") >= 1
+    assert splits["copy.mid"] == splits["3.mid"]  # a borrowed piece takes its copies along
+    assert set(assign_splits(keys, 0.0, 0.0).values()) == {"train"}  # no split asked for: none made
+    lone = next(key for key in (f"k{i}" for i in range(100)) if split_of(key, 0.1, 0.1) == "train")
+    assert assign_splits({"a.mid": lone}, 0.1, 0.1) == {"a.mid": "train"}  # train keeps its only piece
+    big = {f"{i}.mid": f"key{i}" for i in range(2000)}
+    assert assign_splits(big, 0.1, 0.1) == {piece: split_of(key, 0.1, 0.1) for piece, key in big.items()}

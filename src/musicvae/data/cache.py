@@ -5,19 +5,30 @@ tokens, see `config_hash`):
 
     manifest.json            written last: config hash, counts, per-split segments/tokens, skipped files
     tokenizer.json           `tokenizer_to_dict(tokenizer)`: the tokenizer that made the ids
-    pieces.json              {split: [file path relative to the data folder, ...]}
-    <split>.tokens.npy       int16 (int32 for vocabularies over 32767): all segments of a split, flat
-    <split>.offsets.npy      int64[n+1]: segment i is tokens[offsets[i]:offsets[i+1]]
-    <split>.pieces.npy       int32[n]: index of the segment's piece in pieces.json[split]
-    <split>.bars.npy         int32[n]: the bar the segment starts on
+    pieces.json              {split: [file path relative to the data folder, ...]}, sorted
+    <split>.tokens.npy       int16 (int32 for vocabularies over 32767): each piece's tokens once, piece
+                             after piece (the stretches its windows cover: overlapping windows share them)
+    <split>.starts.npy       int64[n]: window i is tokens[starts[i]:ends[i]]
+    <split>.ends.npy         int64[n]
+    <split>.pieces.npy       int32[n]: index of the window's piece in pieces.json[split]
+    <split>.bars.npy         int32[n]: the bar the window starts on
+
+Windows are ordered by piece, then by bar. A window is always a slice of its piece's token stream
+(see `musicvae.data.segments`), so `tokens[starts[i]:ends[i]]` is exactly the window's ids.
 
 Files are tokenized in worker processes (`musicvae.data.parallel`): a file that crashes its worker
 (`worker_crash`) or is still tokenizing after `data.file_timeout_s` (`timeout`) is skipped and listed
-like a bad file, and the build goes on with a fresh worker.
+like a bad file, and the build goes on with a fresh worker. Each piece is appended to raw files in the
+build folder as it arrives, then each split is assembled from them in path order: the build holds one
+piece in memory at a time (and a small record per piece), not the corpus, and the cache is the same
+byte for byte whatever the number of workers. Pieces are split by their content
+(`segments.content_key`, `segments.assign_splits`), so copies of one piece in several files land in
+one split.
 
-The cache is built in a temporary folder and renamed into place, so an interrupted build never
-leaves a folder that loads as complete. The manifest also records a fingerprint of the source files
-(paths, sizes, mtimes): files added, removed or changed in the folder rebuild the cache.
+The cache is built in a temporary folder (named after the host and process building it) and renamed
+into place, so an interrupted build never leaves a folder that loads as complete. The manifest also
+records a fingerprint of the source files (paths, sizes, mtimes): files added, removed or changed in
+the folder rebuild the cache.
 """
 
 from __future__ import annotations
@@ -27,12 +38,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from miditok import MusicTokenizer
@@ -40,14 +56,15 @@ from miditok import MusicTokenizer
 from musicvae.data.config import DataConfig
 from musicvae.data.corpus import ExportReport, export_corpus
 from musicvae.data.parallel import parallel_map, track_progress
-from musicvae.data.segments import SPLITS, FileSegments, check_compatible, segment_file, split_of
+from musicvae.data.segments import SPLITS, FileSegments, assign_splits, check_compatible, segment_file
 from musicvae.data.tokenize import SkipFile, tokenizer_from_dict, tokenizer_to_dict
 from musicvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: pieces stored once, windows as spans; split by content
 MIDI_SUFFIXES = (".mid", ".midi")
+ABANDONED_AFTER_S = 24 * 3600  # a temporary build folder untouched this long is deleted from any host
 
 
 @dataclass(frozen=True)
@@ -61,15 +78,68 @@ class PreparedCache:
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """One split's segments: segment i is tokens[offsets[i]:offsets[i+1]] (piece/bar: where from)."""
+    """One split: window i is tokens[starts[i]:ends[i]], from piece pieces[i], starting on bar bars[i]."""
 
     tokens: np.ndarray
-    offsets: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
     pieces: np.ndarray
     bars: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.starts)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 [n]: the token count of every window."""
+        return np.asarray(self.ends, dtype=np.int64) - np.asarray(self.starts, dtype=np.int64)
+
+    def window(self, index: int) -> np.ndarray:
+        """Window `index`'s token ids (a view in the cache's dtype)."""
+        return self.tokens[self.starts[index] : self.ends[index]]
+
+
+@dataclass(frozen=True)
+class StoredPiece:
+    """A piece as the cache stores it: the stretches of its tokens that windows cover, each once, and
+    its windows as spans into them (window k is tokens[starts[k]:ends[k]], starting on bar bars[k])."""
+
+    tokens: np.ndarray  # the cache's dtype
+    starts: np.ndarray  # int64 [k]
+    ends: np.ndarray  # int64 [k]
+    bars: np.ndarray  # int64 [k]
+    counts: Counter = field(default_factory=Counter)  # windows, empty_windows, ... (FileSegments.counts)
+    content: str = ""  # FileSegments.content: decides the split
+
+
+def token_dtype(tokenizer: MusicTokenizer) -> type:
+    """int16 when every id fits (vocabularies up to 32767), else int32."""
+    return np.int16 if len(tokenizer) <= np.iinfo(np.int16).max else np.int32
+
+
+def store_piece(piece: FileSegments, dtype: type) -> StoredPiece:
+    """Keep the stretches of `piece.ids` its windows cover (overlapping windows share them), once."""
+    runs: list[tuple[int, int]] = []  # [start, end) stretches of piece.ids kept, in order
+    starts, ends = [], []
+    kept = 0  # tokens kept before the current stretch
+    for start, end in piece.spans:  # in bar order: starts increase
+        if not runs or start > runs[-1][1]:  # a gap (a dropped window, a truncated tail): a new stretch
+            if runs:
+                kept += runs[-1][1] - runs[-1][0]
+            runs.append((start, end))
+        else:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], end))
+        starts.append(kept + start - runs[-1][0])
+        ends.append(kept + end - runs[-1][0])
+    tokens = np.concatenate([piece.ids[a:b] for a, b in runs]) if runs else piece.ids[:0]
+    return StoredPiece(
+        tokens=tokens.astype(dtype),
+        starts=np.array(starts, dtype=np.int64),
+        ends=np.array(ends, dtype=np.int64),
+        bars=np.array(piece.start_bars, dtype=np.int64),
+        counts=piece.counts,
+        content=piece.content,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,13 +212,14 @@ def list_source_files(settings: DataConfig) -> tuple[Path, list[str]]:
 _WORKER: dict = {}
 
 
-def _init_worker(tokenizer: dict, settings: DataConfig, root: str) -> None:
-    _WORKER.update(tokenizer=tokenizer_from_dict(tokenizer), settings=settings, root=Path(root))
+def _init_worker(tokenizer: dict, settings: DataConfig, root: str, dtype: type) -> None:
+    _WORKER.update(tokenizer=tokenizer_from_dict(tokenizer), settings=settings, root=Path(root), dtype=dtype)
 
 
-def _tokenize_one(rel: str) -> tuple[str, FileSegments | SkipFile]:
+def _tokenize_one(rel: str) -> tuple[str, StoredPiece | SkipFile]:
     try:
-        return rel, segment_file(_WORKER["root"] / rel, _WORKER["tokenizer"], _WORKER["settings"])
+        piece = segment_file(_WORKER["root"] / rel, _WORKER["tokenizer"], _WORKER["settings"])
+        return rel, store_piece(piece, _WORKER["dtype"])  # stored form: less to send back
     except SkipFile as e:
         return rel, e
     except Exception as e:  # anything unforeseen in one file must not stop the run: skip it, say why
@@ -167,50 +238,144 @@ def tokenize_files(
     settings: DataConfig,
     workers: int,
     progress: bool,
-) -> dict[str, FileSegments | SkipFile]:
-    """Segment every file, in `workers` processes: {relative path: segments or the reason to skip}.
+) -> Iterator[tuple[str, StoredPiece | SkipFile]]:
+    """(relative path, the piece's windows or the reason to skip it) for every file, in completion order.
 
     Always in worker processes, even one: a file that crashes or hangs its process costs that file only.
+    Close the iterator (or exhaust it) to stop the workers.
     """
-    init = (tokenizer_to_dict(tokenizer), settings, str(root))
-    results = {}
+    init = (tokenizer_to_dict(tokenizer), settings, str(root), token_dtype(tokenizer))
     with parallel_map(
         _tokenize_one, files, workers, _init_worker, init, timeout_s=settings.file_timeout_s, on_failure=_lost
-    ) as it:
-        for rel, result in track_progress(it, len(files), f"tokenize {settings.name}", enabled=progress):
-            results[rel] = result
-    return dict(sorted(results.items()))
+    ) as results:
+        yield from track_progress(results, len(files), f"tokenize {settings.name}", enabled=progress)
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing and reading the cache
+# Writing the cache, one piece at a time
 
 
-def _split_arrays(pieces: list[str], results: dict[str, FileSegments], dtype: type) -> SplitArrays:
-    segments, piece_ids, bars = [], [], []
-    for index, rel in enumerate(pieces):
-        segments += results[rel].segments
-        piece_ids += [index] * len(results[rel].segments)
-        bars += results[rel].start_bars
-    lengths = np.array([len(s) for s in segments], dtype=np.int64)
-    tokens = np.concatenate(segments).astype(dtype) if segments else np.zeros(0, dtype=dtype)
-    return SplitArrays(
-        tokens=tokens,
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        pieces=np.array(piece_ids, dtype=np.int32),
-        bars=np.array(bars, dtype=np.int32),
-    )
+class _NpyWriter:
+    """A 1-D .npy file of a known length, written chunk by chunk (np.save needs the whole array)."""
+
+    def __init__(self, path: Path, dtype: type, length: int):
+        self.dtype, self.length, self.written = np.dtype(dtype), length, 0
+        self.file = open(path, "wb")  # closed in close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (length,)}
+        np.lib.format.write_array_header_1_0(self.file, header)
+
+    def write(self, values: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+        self.written += len(values)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.written != self.length:
+            raise RuntimeError(f"{self.file.name}: wrote {self.written} values, the header says {self.length}")
 
 
-def _write_split(folder: Path, split: str, arrays: SplitArrays) -> None:
-    for name in ("tokens", "offsets", "pieces", "bars"):
-        np.save(folder / f"{split}.{name}.npy", getattr(arrays, name))
+def _read(file: BinaryIO, dtype: type, at: int, count: int) -> np.ndarray:
+    """`count` values of `dtype` from value `at` of a raw file."""
+    file.seek(at * np.dtype(dtype).itemsize)
+    return np.fromfile(file, dtype=dtype, count=count)
+
+
+@dataclass(frozen=True)
+class _PieceRecord:
+    """Where a piece lies in the raw files (offsets and counts in values, not bytes), and its content."""
+
+    tokens_at: int
+    tokens: int
+    windows_at: int
+    windows: int
+    window_tokens: int
+    content: str
+
+
+class _PieceStore:
+    """Pieces appended to two raw files as they arrive; then each split assembled in path order.
+
+    `pieces.part`: the pieces' tokens; `windows.part`: int64 rows (start, end, bar) relative to the
+    piece. Only a small record per piece stays in memory. The split of a piece is decided at the end
+    (`assign_splits` needs every piece's content key), when the pieces are read back one at a time.
+    """
+
+    def __init__(self, folder: Path, dtype: type):
+        self.folder, self.dtype = folder, dtype
+        self.tokens_part, self.windows_part = folder / "pieces.part", folder / "windows.part"
+        self.tokens_file = open(self.tokens_part, "wb")  # closed in close()
+        self.windows_file = open(self.windows_part, "wb")
+        self.records: dict[str, _PieceRecord] = {}
+        self.tokens = self.windows = 0
+
+    def append(self, rel: str, piece: StoredPiece) -> None:
+        rows = np.stack([piece.starts, piece.ends, piece.bars], axis=1).astype(np.int64)
+        self.tokens_file.write(piece.tokens.tobytes())
+        self.windows_file.write(rows.tobytes())
+        window_tokens = int((piece.ends - piece.starts).sum())
+        self.records[rel] = _PieceRecord(
+            self.tokens, len(piece.tokens), self.windows, len(rows), window_tokens, piece.content
+        )
+        self.tokens += len(piece.tokens)
+        self.windows += len(rows)
+
+    def close(self) -> None:
+        self.tokens_file.close()
+        self.windows_file.close()
+
+    def assemble(self, split: str, pieces: list[str]) -> dict:
+        """Write `<split>.{tokens,starts,ends,pieces,bars}.npy` from `pieces` in their order: its counts."""
+        records = [self.records[rel] for rel in pieces]
+        n_tokens, n_windows = sum(r.tokens for r in records), sum(r.windows for r in records)
+        out = {"tokens": _NpyWriter(self.folder / f"{split}.tokens.npy", self.dtype, n_tokens)}
+        for name, dtype in (("starts", np.int64), ("ends", np.int64), ("pieces", np.int32), ("bars", np.int32)):
+            out[name] = _NpyWriter(self.folder / f"{split}.{name}.npy", dtype, n_windows)
+        offset = 0  # where the piece's tokens start in the split's token array
+        with open(self.tokens_part, "rb") as tokens_in, open(self.windows_part, "rb") as windows_in:
+            for index, record in enumerate(records):
+                rows = _read(windows_in, np.int64, 3 * record.windows_at, 3 * record.windows).reshape(-1, 3)
+                out["tokens"].write(_read(tokens_in, self.dtype, record.tokens_at, record.tokens))
+                out["starts"].write(rows[:, 0] + offset)
+                out["ends"].write(rows[:, 1] + offset)
+                out["pieces"].write(np.full(len(rows), index))
+                out["bars"].write(rows[:, 2])
+                offset += record.tokens
+        for writer in out.values():
+            writer.close()
+        return {
+            "pieces": len(records),
+            "segments": n_windows,
+            "tokens": sum(r.window_tokens for r in records),  # what training reads
+            "stored_tokens": n_tokens,  # what is on disk
+        }
+
+    def remove_parts(self) -> None:
+        self.tokens_part.unlink()
+        self.windows_part.unlink()
+
+
+def _tokenize_into(
+    store: _PieceStore, root: Path, files: list[str], tokenizer: MusicTokenizer, settings: DataConfig, progress: bool
+) -> tuple[dict[str, SkipFile], Counter]:
+    """Tokenize every file into `store` as results arrive: (skipped files, window counts)."""
+    skipped: dict[str, SkipFile] = {}
+    counts: Counter = Counter()
+    results = tokenize_files(root, files, tokenizer, settings, settings.num_workers, progress)
+    with closing(results):  # stops the workers if writing fails
+        for rel, result in results:
+            if isinstance(result, SkipFile):
+                skipped[rel] = result
+            else:
+                counts.update(result.counts)
+                store.append(rel, result)
+    return skipped, counts
 
 
 def load_split(path: Path, split: str) -> SplitArrays:
     """One split of a cache folder, memory-mapped (shared by DataLoader workers)."""
     arrays = {
-        n: np.load(path / f"{split}.{n}.npy", mmap_mode="r") for n in ("tokens", "offsets", "pieces", "bars")
+        name: np.load(path / f"{split}.{name}.npy", mmap_mode="r")
+        for name in ("tokens", "starts", "ends", "pieces", "bars")
     }
     return SplitArrays(**arrays)
 
@@ -220,12 +385,8 @@ def load_pieces(path: Path) -> dict[str, list[str]]:
     return json.loads((path / "pieces.json").read_text())
 
 
-def _manifest(settings, tokenizer, root, files, results, pieces, split_arrays, fingerprint, seconds) -> dict:
-    skipped = {rel: r for rel, r in results.items() if isinstance(r, SkipFile)}
-    counts: Counter = Counter()
-    for r in results.values():
-        if isinstance(r, FileSegments):
-            counts.update(r.counts)
+def _manifest(settings, tokenizer, root, files, skipped, counts, duplicates, splits, fingerprint, seconds) -> dict:
+    skipped = dict(sorted(skipped.items()))
     return {
         "format": CACHE_FORMAT,
         "hash": config_hash(settings, tokenizer),
@@ -236,30 +397,42 @@ def _manifest(settings, tokenizer, root, files, results, pieces, split_arrays, f
         "seconds": round(seconds, 3),
         "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": len(tokenizer)},
         "settings": settings.cache_key(),
-        "dtype": str(split_arrays["train"].tokens.dtype),
-        "files": {"found": len(files), "tokenized": len(files) - len(skipped), "skipped": len(skipped)},
+        "dtype": np.dtype(token_dtype(tokenizer)).name,
+        "files": {
+            "found": len(files),
+            "tokenized": len(files) - len(skipped),
+            "skipped": len(skipped),
+            "duplicates": duplicates,  # tokenized, with the same notes as another file (in its split)
+        },
         "skipped_by_reason": dict(sorted(Counter(r.reason for r in skipped.values()).items())),
         "windows": {
             "total": counts["windows"],
-            "kept": sum(len(a) for a in split_arrays.values()),
+            "kept": sum(s["segments"] for s in splits.values()),
             "empty_dropped": counts["empty_windows"],
             "overlong_truncated": counts["overlong_truncated"],
             "overlong_dropped": counts["overlong_dropped"],
         },
-        "splits": {
-            split: {"pieces": len(pieces[split]), "segments": len(a), "tokens": int(a.offsets[-1])}
-            for split, a in split_arrays.items()
-        },
+        "splits": splits,
         "skipped": [{"file": rel, "reason": r.reason, "detail": r.detail} for rel, r in skipped.items()],
     }
 
 
-def _no_usable_file(root: Path, results: dict) -> UserError:
-    reasons = Counter(r.reason for r in results.values() if isinstance(r, SkipFile))
+def _no_usable_file(root: Path, skipped: dict[str, SkipFile]) -> UserError:
+    reasons = Counter(r.reason for r in skipped.values())
     detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
     return UserError(
-        f"no usable MIDI file under {root} ({len(results)} found: {detail}): add files with notes"
+        f"no usable MIDI file under {root} ({len(skipped)} found: {detail}): add files with notes"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporary build folders: `.tmp-<cache folder>-<host>-<pid>` while building, `.old-...` while swapping
+
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def _build_name(kind: str, folder: Path) -> Path:
+    return folder.with_name(f".{kind}-{folder.name}-{_HOST}-{os.getpid()}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -272,27 +445,41 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _last_write(path: Path) -> float:
+    """The latest modification time of a folder and the files in it (a running build appends to them)."""
+    times = [path.stat().st_mtime]
+    for child in path.iterdir():
+        try:
+            times.append(child.stat().st_mtime)
+        except OSError:  # removed meanwhile
+            pass
+    return max(times)
+
+
+def _is_abandoned(build: Path, prefix: str, now: float) -> bool:
+    """A build of this host whose process is gone, or any build untouched for ABANDONED_AFTER_S.
+
+    On a shared filesystem a pid says nothing about another host's processes: those builds are only
+    judged by age. Names without a host (older versions) too.
+    """
+    host, _, pid = build.name[len(prefix) :].rpartition("-")
+    if host == _HOST and pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+        return True
+    try:
+        return now - _last_write(build) > ABANDONED_AFTER_S
+    except OSError:  # removed meanwhile
+        return False
+
+
 def _remove_abandoned_builds(folder: Path) -> None:
-    """Delete temporary folders of interrupted builds of this cache (their process is gone)."""
-    for tmp in [*folder.parent.glob(f".tmp-{folder.name}-*"), *folder.parent.glob(f".old-{folder.name}-*")]:
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _write_cache(
-    folder: Path, tokenizer: MusicTokenizer, pieces: dict, split_arrays: dict, manifest: dict
-) -> None:
-    """Write into a temporary sibling folder, manifest last, then rename it to `folder`."""
-    _remove_abandoned_builds(folder)
-    tmp = folder.with_name(f".tmp-{folder.name}-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_to_dict(tokenizer)))
-    (tmp / "pieces.json").write_text(json.dumps(pieces))
-    for split, arrays in split_arrays.items():
-        _write_split(tmp, split, arrays)
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    _swap_into_place(tmp, folder)
+    """Delete temporary folders of interrupted builds of this cache (see `_is_abandoned`)."""
+    now = time.time()
+    for kind in ("tmp", "old"):
+        prefix = f".{kind}-{folder.name}-"
+        for build in folder.parent.glob(f"{prefix}*"):
+            if _is_abandoned(build, prefix, now):
+                log.info("removing an abandoned cache build: %s", build)
+                shutil.rmtree(build, ignore_errors=True)
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
@@ -300,7 +487,7 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
 
     Two processes building the same cache at once both succeed: the last rename wins.
     """
-    old = folder.with_name(f".old-{folder.name}-{os.getpid()}")
+    old = _build_name("old", folder)
     try:
         os.replace(folder, old)
     except FileNotFoundError:
@@ -318,22 +505,36 @@ def build_cache(settings: DataConfig, tokenizer: MusicTokenizer, progress: bool 
     root, files = list_source_files(settings)
     folder = cache_path(settings, tokenizer)
     log.info("tokenizing %d files from %s with %d worker(s)", len(files), root, settings.num_workers)
-    results = tokenize_files(root, files, tokenizer, settings, settings.num_workers, progress)
-    usable = {rel: r for rel, r in results.items() if isinstance(r, FileSegments)}
-    if not usable:
-        raise _no_usable_file(root, results)
-    pieces = {
-        s: [rel for rel in usable if split_of(rel, settings.val_fraction, settings.test_fraction) == s]
-        for s in SPLITS
-    }
-    dtype = np.int16 if len(tokenizer) <= np.iinfo(np.int16).max else np.int32
-    split_arrays = {s: _split_arrays(pieces[s], usable, dtype) for s in SPLITS}
-    fingerprint = source_fingerprint(root, files)
-    seconds = time.perf_counter() - start
-    manifest = _manifest(
-        settings, tokenizer, root, files, results, pieces, split_arrays, fingerprint, seconds
-    )
-    _write_cache(folder, tokenizer, pieces, split_arrays, manifest)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(folder)
+    tmp = _build_name("tmp", folder)
+    tmp.mkdir()
+    try:
+        store = _PieceStore(tmp, token_dtype(tokenizer))
+        try:
+            skipped, counts = _tokenize_into(store, root, files, tokenizer, settings, progress)
+        finally:
+            store.close()
+        if not store.records:
+            raise _no_usable_file(root, skipped)
+        keys = {rel: record.content for rel, record in store.records.items()}
+        split_by_piece = assign_splits(keys, settings.val_fraction, settings.test_fraction)
+        pieces = {split: sorted(rel for rel, s in split_by_piece.items() if s == split) for split in SPLITS}
+        splits = {split: store.assemble(split, pieces[split]) for split in SPLITS}
+        store.remove_parts()
+        (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_to_dict(tokenizer)))
+        (tmp / "pieces.json").write_text(json.dumps(pieces))
+        seconds = time.perf_counter() - start
+        duplicates = len(keys) - len(set(keys.values()))
+        fingerprint = source_fingerprint(root, files)
+        manifest = _manifest(
+            settings, tokenizer, root, files, skipped, counts, duplicates, splits, fingerprint, seconds
+        )
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: marks the build complete
+        _swap_into_place(tmp, folder)
+    except BaseException:  # an error or Ctrl-C: leave nothing half-built behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     log.info("cache written to %s (%.1f s)", folder, seconds)
     return PreparedCache(folder, manifest, built=True, seconds=seconds)
 

@@ -90,9 +90,13 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self.arrays)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 [N]: every segment's token count (no BOS/EOS), read from the cache without loading tokens."""
+        return self.arrays.lengths
+
     def __getitem__(self, index: int) -> torch.Tensor:
-        start, end = self.arrays.offsets[index], self.arrays.offsets[index + 1]
-        ids = np.asarray(self.arrays.tokens[start:end], dtype=np.int64)
+        ids = np.asarray(self.arrays.window(index), dtype=np.int64)
         if self.shifter is not None:
             ids = self.shifter(ids)
         return torch.from_numpy(ids)
@@ -180,9 +184,9 @@ class MidiDataModule(pl.LightningDataModule):
         if self._val_sample is None:
             if "val" not in self.datasets:
                 self.setup()
-            arrays = self.datasets["val"].arrays
+            val = self.datasets["val"]
             self._val_sample = EvalSample.draw(
-                arrays.pieces, np.diff(arrays.offsets), self.settings.val_segments, self.settings.val_sample_seed
+                val.arrays.pieces, val.lengths, self.settings.val_segments, self.settings.val_sample_seed
             )
         return self._val_sample
 

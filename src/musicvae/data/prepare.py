@@ -42,6 +42,8 @@ def summary_table(prepared: PreparedCache, seconds: float) -> Table:
         )
     table.add_row("files found", str(m["files"]["found"]))
     table.add_row("tokenized", str(m["files"]["tokenized"]))
+    if m["files"].get("duplicates"):
+        table.add_row("  same notes as another file", f"{m['files']['duplicates']} (kept, in that file's split)")
     table.add_row("skipped", str(m["files"]["skipped"]))
     for reason, n in m["skipped_by_reason"].items():
         table.add_row(f"  {reason}", str(n))
@@ -50,7 +52,11 @@ def summary_table(prepared: PreparedCache, seconds: float) -> Table:
     table.add_row("over max_tokens", f"{w['overlong_truncated']} truncated, {w['overlong_dropped']} dropped")
     for split in SPLITS:
         s = m["splits"][split]
-        table.add_row(split, f"{s['pieces']} pieces, {s['segments']} segments, {s['tokens']:,} tokens")
+        table.add_row(
+            split,
+            f"{s['pieces']} pieces, {s['segments']} segments, {s['tokens']:,} tokens "
+            f"({s['stored_tokens']:,} stored)",
+        )
     table.add_row("vocab size", str(m["tokenizer"]["vocab_size"]))
     table.add_row("cache", str(prepared.path))
     if prepared.built:

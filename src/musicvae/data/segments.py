@@ -5,8 +5,13 @@ Window k holds bars [k*hop, k*hop + bars): the tokens from its first Bar token t
 opens the bar after it, so every segment starts with `Bar` and carries its own time signature.
 Only whole windows are kept (the bars after the last whole window are not in any segment). A window
 without notes is dropped; one over `max_tokens` is truncated at the last event boundary that fits or
-dropped (`data.overlong`). This module is the only place that cuts windows: the cache and
-`midi_to_segments` (for reconstruction) both call `segment_file`.
+dropped (`data.overlong`). Either way a window is a slice `ids[start:end]` of the piece's stream (no
+BOS/EOS: batches add them), which lets the cache store each piece once and windows as spans.
+This module is the only place that cuts windows: the cache and `midi_to_segments` (for
+reconstruction) both call `segment_file`.
+
+Pieces are split by their content (`content_key`: the notes the model sees), not their file name, so
+the same tune in two files (folk tunebooks share tunes) lands in one split.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from miditok import MusicTokenizer
+from symusic import Score
 
 from musicvae.data.config import DataConfig
 from musicvae.data.tokenize import SkipFile, TokenTable, encode_score, load_score, prepare_score, token_table
@@ -29,14 +35,23 @@ SPLITS = ("train", "val", "test")
 # More reasons a file is skipped (besides those of musicvae.data.tokenize).
 TOO_SHORT, NO_SEGMENTS = "too_short", "no_segments"
 
+KEY_GRID = 480  # content_key's time grid, per quarter note
+
 
 @dataclass
 class FileSegments:
-    """The windows of one piece: token ids (int64 arrays, no BOS/EOS) and the bar each starts on."""
+    """The windows of one piece: window k is ids[spans[k][0]:spans[k][1]] and starts on bar start_bars[k]."""
 
-    segments: list[np.ndarray] = field(default_factory=list)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the piece's whole stream
+    spans: list[tuple[int, int]] = field(default_factory=list)  # in bar order
     start_bars: list[int] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # windows, empty_windows, overlong_truncated, ...
+    content: str = ""  # content_key of the piece's notes (segment_file sets it)
+
+    @property
+    def segments(self) -> list[np.ndarray]:
+        """The windows' token ids (int64 views into `ids`, no BOS/EOS)."""
+        return [self.ids[start:end] for start, end in self.spans]
 
 
 def check_compatible(tokenizer: MusicTokenizer, settings: DataConfig) -> None:
@@ -48,13 +63,64 @@ def check_compatible(tokenizer: MusicTokenizer, settings: DataConfig) -> None:
         )
 
 
-def split_of(relpath: str, val_fraction: float, test_fraction: float) -> str:
-    """'train' | 'val' | 'test' from a stable hash of the file's path relative to the data folder."""
-    digest = hashlib.sha1(relpath.encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+def content_key(score: Score) -> str:
+    """A hash of a prepared score's notes: onset, duration (in quarter notes) and pitch, drums apart.
+
+    File names, track names and order, programs, velocities, tempo and other meta events do not count,
+    nor does the file's tick resolution: two files of the same music give the same key. Onsets and
+    durations are rounded to 1/KEY_GRID of a quarter note, finer than any tokenizer's grid here, so the
+    key stays the same when the tokenizer settings change (and with it the split).
+    """
+    rows = []
+    for track in score.tracks:
+        notes = track.notes.numpy()
+        scale = KEY_GRID / score.ticks_per_quarter
+        rows.append(
+            np.stack(
+                [
+                    np.round(notes["time"] * scale),
+                    np.round(notes["duration"] * scale),
+                    notes["pitch"].astype(np.int64) + (128 if track.is_drum else 0),
+                ],
+                axis=1,
+            ).astype("<i8")
+        )
+    notes = np.concatenate(rows) if rows else np.zeros((0, 3), dtype="<i8")
+    notes = notes[np.lexsort(notes.T[::-1])]  # by onset, then duration, then pitch
+    return hashlib.sha1(notes.tobytes()).hexdigest()
+
+
+def _unit(key: str) -> float:
+    """A stable hash of `key` as a number in [0, 1) (sha1: Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def split_of(key: str, val_fraction: float, test_fraction: float) -> str:
+    """'train' | 'val' | 'test' from a stable hash of `key` (the cache passes a piece's content_key)."""
+    u = _unit(key)
     if u < test_fraction:
         return "test"
     return "val" if u < test_fraction + val_fraction else "train"
+
+
+def assign_splits(keys: dict[str, str], val_fraction: float, test_fraction: float) -> dict[str, str]:
+    """{piece: split} from each piece's content key (`keys`: {piece: key}) by `split_of`.
+
+    Pieces with the same key share a split. A split asked for (fraction > 0) that no key lands in
+    borrows the train key nearest its range, all its pieces, while train keeps at least one: a small
+    folder (a dozen files) still gets val and test pieces. Such a borrowed piece returns to train
+    once files added to the folder fill the split; in a folder of hundreds that never happens.
+    """
+    splits = {piece: split_of(key, val_fraction, test_fraction) for piece, key in keys.items()}
+    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if fraction <= 0 or split in splits.values():
+            continue
+        train = sorted({keys[p] for p, s in splits.items() if s == "train"}, key=_unit)
+        if len(train) >= 2:  # the lowest hash of train: the nearest to the val and test ranges below it
+            for piece, key in keys.items():
+                if key == train[0]:
+                    splits[piece] = split
+    return splits
 
 
 def window_starts(num_bars: int, bars: int, hop_bars: int) -> range:
@@ -86,9 +152,10 @@ def cut_windows(ids: np.ndarray, table: TokenTable, settings: DataConfig, hop_ba
     if len(bar_pos) < settings.bars:
         raise SkipFile(TOO_SHORT, f"{len(bar_pos)} bar(s), segments need {settings.bars}")
     bounds = np.append(bar_pos, len(ids))
-    out = FileSegments()
+    out = FileSegments(ids=ids)
     for start in window_starts(len(bar_pos), settings.bars, hop_bars):
-        window = ids[bounds[start] : bounds[start + settings.bars]]
+        first = int(bounds[start])
+        window = ids[first : bounds[start + settings.bars]]
         out.counts["windows"] += 1
         if not table.note[window].any():
             out.counts["empty_windows"] += 1
@@ -96,8 +163,8 @@ def cut_windows(ids: np.ndarray, table: TokenTable, settings: DataConfig, hop_ba
         window, status = cap_segment(window, table, settings.max_tokens, settings.overlong)
         if status != "ok":
             out.counts[status] += 1
-        if window is not None:
-            out.segments.append(window)
+        if window is not None:  # the cap keeps a prefix: still a slice of the piece
+            out.spans.append((first, first + len(window)))
             out.start_bars.append(start)
     return out
 
@@ -109,8 +176,9 @@ def segment_file(
     score = prepare_score(load_score(path), settings.merge_tracks, settings.keep_drums)
     ids = encode_score(tokenizer, score)
     result = cut_windows(ids, token_table(tokenizer), settings, hop_bars or settings.hop_bars)
-    if not result.segments:
+    if not result.spans:
         raise SkipFile(NO_SEGMENTS, f"{result.counts['windows']} window(s), none with notes within the cap")
+    result.content = content_key(score)
     return result
 
 
