@@ -4,11 +4,13 @@ python scripts/benchmark.py data                         # tokenizing speed, cac
 python scripts/benchmark.py data data=folk data.limit_files=300
 python scripts/benchmark.py train [device=cuda d_model=512 layers=6 batch_size=32 seq_len=512]
 python scripts/benchmark.py sample [device=cuda length=512 batch_size=8 mode=cross_attention]
+python scripts/benchmark.py compare [device=cuda what=train|sample|both d_model=128 layers=2]  # vs x-transformers
 """
 
 import sys
 from pathlib import Path
 
+from musicvae.benchmarks import compare as compare_bench
 from musicvae.benchmarks import sample as sample_bench
 from musicvae.benchmarks import train as train_bench
 from musicvae.benchmarks.data import run_data_benchmark
@@ -21,6 +23,7 @@ BENCHMARKS = {
     "data": run_data_benchmark,
     "train": train_bench.main,
     "sample": sample_bench.main,
+    "compare": compare_bench.main,  # needs the [bench] extra (x-transformers); says so when missing
 }
 
 

@@ -33,7 +33,7 @@ class SampleBenchSize:
     repeats: int = 3
 
 
-class _NoEOS(MusicVAE):
+class NoEOSMusicVAE(MusicVAE):
     """The same model with EOS forbidden, so that every sequence has exactly `length` tokens."""
 
     def decode(self, tokens, z, cache=None):
@@ -49,7 +49,7 @@ def run_sample_benchmark(size: SampleBenchSize, device: str = "cpu") -> dict:
         encoder_layers=size.layers, decoder_layers=size.layers, latent_dim=size.latent_dim,
         conditioning={"mode": size.mode},
     )  # fmt: skip
-    model = _NoEOS(cfg).to(device).eval()
+    model = NoEOSMusicVAE(cfg).to(device).eval()
     z = torch.randn(size.batch_size, size.latent_dim, device=device)
     scfg = SamplingConfig(max_tokens=size.length)
     result = {"device": device, "mode": size.mode, "batch_size": size.batch_size, "length": size.length}

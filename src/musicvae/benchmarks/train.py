@@ -42,10 +42,10 @@ def matmul_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, r
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = 0.0
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        sync_device(device)
         best = max(best, 2 * n**3 / (time.perf_counter() - t0))
     return best
 
@@ -57,6 +57,17 @@ def model_flops_per_token(model: MusicVAE, seq_len: int) -> float:
     dense = sum(p.numel() for p in model.parameters()) - embeddings
     attention = 12 * (cfg.encoder_layers + cfg.decoder_layers) * cfg.d_model * seq_len
     return 6 * dense + attention
+
+
+def benchmark_loss(
+    logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The VAE loss a training step pays for: token NLL per segment + KL (β = 1, no free bits).
+
+    logits (B, T-1, V) predict tokens[:, 1:]; mu, logvar (B, c); tokens, mask (B, T).
+    """
+    nll = VAEModule.token_nll(logits, tokens, mask).sum() / tokens.shape[0]
+    return nll + kl_per_dim(mu.float(), logvar.float()).sum(1).mean()
 
 
 def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
@@ -75,16 +86,15 @@ def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     times = []
     for step in range(size.warmup + size.steps):
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         with autocast:
             out = model(tokens, mask, sample=True)
-            loss = VAEModule.token_nll(out.logits, tokens, mask).sum() / size.batch_size
-            loss = loss + kl_per_dim(out.mu.float(), out.logvar.float()).sum(1).mean()
+            loss = benchmark_loss(out.logits, out.mu, out.logvar, tokens, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _sync(dev)
+        sync_device(dev)
         if step >= size.warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
@@ -103,7 +113,8 @@ def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
     }
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer reads the work done (nothing to wait for on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
 
