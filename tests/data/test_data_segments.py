@@ -187,13 +187,16 @@ def test_splits_by_content_are_proportional():
 
 def test_a_small_folder_still_gets_val_and_test_pieces():
     keys = {f"{i}.mid": f"key{i}" for i in range(12)}
+    trainish = [key for key in (f"k{i}" for i in range(100)) if split_of(key, 0.1, 0.1) == "train"]  # by hash
     plain = {piece: split_of(key, 0.01, 0.01) for piece, key in keys.items()}
     assert set(plain.values()) == {"train"}  # 1% of 12 pieces: by the hash alone, none
     splits = assign_splits({**keys, "copy.mid": keys["3.mid"]}, 0.01, 0.01)
-    assert sorted(splits.values()).count("val") >= 1 and sorted(splits.values()).count("test") >= 1
+    pieces = {split: {keys[p.replace("copy", "3")] for p, s in splits.items() if s == split} for split in ("val", "test")}
+    assert len(pieces["val"]) == 2 and len(pieces["test"]) == 1  # val needs two pieces for its z-gap
     assert splits["copy.mid"] == splits["3.mid"]  # a borrowed piece takes its copies along
+    for n in range(1, 5):  # train always keeps a piece
+        assert "train" in assign_splits({f"{i}.mid": trainish[i] for i in range(n)}, 0.1, 0.1).values()
     assert set(assign_splits(keys, 0.0, 0.0).values()) == {"train"}  # no split asked for: none made
-    lone = next(key for key in (f"k{i}" for i in range(100)) if split_of(key, 0.1, 0.1) == "train")
-    assert assign_splits({"a.mid": lone}, 0.1, 0.1) == {"a.mid": "train"}  # train keeps its only piece
+    assert assign_splits({"a.mid": trainish[0]}, 0.1, 0.1) == {"a.mid": "train"}  # train keeps its only piece
     big = {f"{i}.mid": f"key{i}" for i in range(2000)}
     assert assign_splits(big, 0.1, 0.1) == {piece: split_of(key, 0.1, 0.1) for piece, key in big.items()}

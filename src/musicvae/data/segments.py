@@ -36,6 +36,7 @@ SPLITS = ("train", "val", "test")
 TOO_SHORT, NO_SEGMENTS = "too_short", "no_segments"
 
 KEY_GRID = 480  # content_key's time grid, per quarter note
+MIN_KEYS = {"val": 2, "test": 1}  # distinct pieces a split asked for gets even in a small folder
 
 
 @dataclass
@@ -106,20 +107,23 @@ def split_of(key: str, val_fraction: float, test_fraction: float) -> str:
 def assign_splits(keys: dict[str, str], val_fraction: float, test_fraction: float) -> dict[str, str]:
     """{piece: split} from each piece's content key (`keys`: {piece: key}) by `split_of`.
 
-    Pieces with the same key share a split. A split asked for (fraction > 0) that no key lands in
-    borrows the train key nearest its range, all its pieces, while train keeps at least one: a small
-    folder (a dozen files) still gets val and test pieces. Such a borrowed piece returns to train
-    once files added to the folder fill the split; in a folder of hundreds that never happens.
+    Pieces with the same key share a split. A split asked for (fraction > 0) that the hash leaves with
+    fewer than MIN_KEYS[split] keys borrows the train keys nearest its range, with all their pieces,
+    while train keeps at least one: a small folder (a dozen files) still validates (val needs two
+    pieces: its z-gap pairs a segment with the z of another piece) and tests. A borrowed piece returns
+    to train once files added to the folder fill the split; in a folder of hundreds that never happens.
     """
     splits = {piece: split_of(key, val_fraction, test_fraction) for piece, key in keys.items()}
     for split, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if fraction <= 0 or split in splits.values():
+        if fraction <= 0:
             continue
+        missing = MIN_KEYS[split] - len({keys[p] for p, s in splits.items() if s == split})
+        # the lowest hashes of train: the nearest to the val and test ranges, which lie below it
         train = sorted({keys[p] for p, s in splits.items() if s == "train"}, key=_unit)
-        if len(train) >= 2:  # the lowest hash of train: the nearest to the val and test ranges below it
-            for piece, key in keys.items():
-                if key == train[0]:
-                    splits[piece] = split
+        borrow = set(train[: max(0, min(missing, len(train) - 1))])  # train keeps a key
+        for piece, key in keys.items():
+            if key in borrow:
+                splits[piece] = split
     return splits
 
 
