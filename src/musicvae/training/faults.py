@@ -3,10 +3,11 @@
 - Preemption: SIGTERM (what a scheduler sends first) makes Lightning stop at the next batch; by itself
   the process would then exit 0 with no checkpoint since the last validation. `CheckpointOnInterrupt`
   writes `last.ckpt` at that point, and train() turns the stop into `Interrupted` (exit code 143).
-- SIGUSR1 (what SLURM sends ahead of a time limit with `--signal`, and what submitit uses to requeue):
-  under SLURM, Lightning's own handler saves a checkpoint and requeues the job (SLURMEnvironment's
-  auto-requeue), and the requeued job resumes from it; elsewhere `CheckpointOnInterrupt` turns it into
-  SIGTERM, so it stops the same way: a checkpoint, then exit 143.
+- SIGUSR1 (what SLURM sends ahead of a time limit with `--signal=USR1@...`): under SLURM, Lightning's own
+  handler saves a checkpoint and requeues the job (SLURMEnvironment's auto-requeue), and the requeued
+  job resumes from it; elsewhere `CheckpointOnInterrupt` turns it into SIGTERM, so it stops the same way:
+  a checkpoint, then exit 143. (hydra/launcher=slurm asks for SIGUSR2, which submitit itself handles by
+  requeueing without a checkpoint: there `trainer.checkpoint_every_n_steps` bounds what is lost.)
 - Non-finite losses and gradients: `NonFiniteGuard` stops the run with one clear error naming the step
   and the last good checkpoint (`trainer.on_nan=stop`, the default), or drops the batch and counts it
   (`trainer.on_nan=skip`). A stopped run writes no checkpoint after the fault, so last.ckpt stays finite.
