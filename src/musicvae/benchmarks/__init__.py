@@ -20,5 +20,10 @@ def size_from_overrides(cls, overrides: Sequence[str]) -> tuple[object, str]:
         if not sep or key not in fields:
             raise UserError(f"unknown benchmark setting {item!r}: use key=value with key one of {', '.join(fields)}")
         kind = type(fields[key].default)
-        values[key] = value if kind is str else kind(value)
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise UserError(f"benchmark setting {key}={value!r} must be true or false")
+            values[key] = value.lower() == "true"
+        else:
+            values[key] = value if kind is str else kind(value)
     return cls(**values), device
