@@ -51,7 +51,7 @@ def test_scaled_residual_init_follows_gpt2():
             assert block.attn.out.weight.std().item() == pytest.approx(want, rel=0.05)
             assert block.ff.net[2].weight.std().item() == pytest.approx(want, rel=0.05)
             assert block.attn.q.weight.std().item() == pytest.approx(0.02, rel=0.05)  # the others untouched
-    plain = _vae(d_model=256, heads=4)
+    plain = _vae(d_model=256, heads=4, scaled_residual_init=False)
     assert plain.decoder.blocks[0].attn.out.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
 

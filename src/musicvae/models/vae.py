@@ -30,7 +30,7 @@ class VAEConfig:
     attn_dropout: float = 0.0  # on the attention weights (0: SDPA's fused kernels; see layers.Attention)
     # GPT-2's init of the projections that write into the residual stream (attention out, FF out):
     # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
-    scaled_residual_init: bool = False
+    scaled_residual_init: bool = True
     pooling: str = "summary"  # summary | mean
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
 
