@@ -63,8 +63,10 @@ class VAEModule(pl.LightningModule):
     @staticmethod
     def token_nll(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-token NLL of tokens[:, 1:] under logits (B, T-1, V), zero on padding. -> (B, T-1)."""
-        nll = F.cross_entropy(logits.transpose(1, 2).float(), tokens[:, 1:], reduction="none")
-        return nll * mask[:, 1:]
+        b, t, v = logits.shape
+        # Flat (B*T, V) rows: cross_entropy over a transposed (B, V, T) view runs ~4x slower on CPU.
+        nll = F.cross_entropy(logits.reshape(b * t, v).float(), tokens[:, 1:].reshape(b * t), reduction="none")
+        return nll.view(b, t) * mask[:, 1:]
 
     def loss_terms(self, tokens: torch.Tensor, mask: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """The training loss and its parts on one batch at a global step (z ~ q(z|x)).
