@@ -26,7 +26,7 @@ test-slow: install
 
 # The main job: the bundled Bach corpus -> cached segments (summary printed) -> one VAE per decoder
 # conditioning, side by side -> the posterior-collapse report -> MIDI samples from the in-attention
-# model. About 12 minutes on a 2-core CPU; everything lands in outputs/demo/.
+# model. About 10 minutes on a 2-core CPU; everything lands in outputs/demo/.
 DEMO_DIR ?= outputs/demo
 demo: install
 	$(PY) scripts/prepare_data.py data=bach_2bar
