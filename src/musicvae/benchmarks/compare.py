@@ -306,6 +306,17 @@ def _params(params: dict) -> str:
     return f"{params['musicvae'] / 1e6:.3f} M ours vs {params['x_transformers'] / 1e6:.3f} M x-transformers"
 
 
+def _side_by_side(heading: str, part: dict, seconds: Callable[[dict], str], goal: float, note: str = "") -> str:
+    """A part's report: its heading, our row, theirs (+ `note`), the ratio against `goal`."""
+    ours, theirs = part["musicvae"], part["x_transformers"]
+    return (
+        f"  {heading}; params {_params(part['params'])})\n"
+        f"    musicvae        {seconds(ours)}  {ours['tokens_per_s']:10,.0f} tokens/s\n"
+        f"    x-transformers  {seconds(theirs)}  {theirs['tokens_per_s']:10,.0f} tokens/s{note}\n"
+        f"    ratio           {part['ratio']:.2f}x  ({_goal(part['ratio'], goal)})"
+    )
+
+
 def print_report(result: dict, console: Console) -> None:
     size = result["settings"]
     precision = "bf16 autocast training, fp32 sampling" if result["device"].startswith("cuda") else "fp32"
@@ -315,25 +326,17 @@ def print_report(result: dict, console: Console) -> None:
     )
     if "train" in result:
         tr = result["train"]
-        ours, theirs = tr["musicvae"], tr["x_transformers"]
-        console.print(
-            f"  training step  ({size['batch_size']} x {size['seq_len']} tokens, {ours['runs']} steps per side;"
-            f" params {_params(tr['params'])})\n"
-            f"    musicvae        {ours['seconds_median'] * 1000:8.1f} ms  {ours['tokens_per_s']:10,.0f} tokens/s\n"
-            f"    x-transformers  {theirs['seconds_median'] * 1000:8.1f} ms  {theirs['tokens_per_s']:10,.0f} tokens/s\n"
-            f"    ratio           {tr['ratio']:.2f}x  ({_goal(tr['ratio'], GOALS['train'])})"
-        )
+        heading = f"training step  ({size['batch_size']} x {size['seq_len']} tokens, {tr['musicvae']['runs']} steps per side"
+        console.print(_side_by_side(heading, tr, lambda r: f"{r['seconds_median'] * 1000:8.1f} ms", GOALS["train"]))
     if "sample" in result:
         sa = result["sample"]
-        ours, theirs = sa["musicvae"], sa["x_transformers"]
-        console.print(
-            f"  cached sampling  ({size['sample_batch']} x {size['sample_length']} tokens, {ours['runs']} runs per"
-            f" side; params {_params(sa['params'])})\n"
-            f"    musicvae        {ours['seconds_median']:8.2f} s   {ours['tokens_per_s']:10,.0f} tokens/s\n"
-            f"    x-transformers  {theirs['seconds_median']:8.2f} s   {theirs['tokens_per_s']:10,.0f} tokens/s"
-            f"  (generate, cache_kv=True, in_attn_cond)\n"
-            f"    ratio           {sa['ratio']:.2f}x  ({_goal(sa['ratio'], GOALS['sample'])})"
+        ours = sa["musicvae"]
+        heading = (
+            f"cached sampling  ({size['sample_batch']} x {size['sample_length']} tokens, {ours['runs']} runs per side"
         )
+        seconds = lambda r: f"{r['seconds_median']:8.2f} s "  # noqa: E731
+        note = "  (generate, cache_kv=True, in_attn_cond)"
+        console.print(_side_by_side(heading, sa, seconds, GOALS["sample"], note))
         if "cache_speedup" in sa:
             length = size["uncached_length"]
             uncached = sa["musicvae_uncached"]

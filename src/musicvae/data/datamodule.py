@@ -36,7 +36,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from musicvae.data.cache import SplitArrays, cache_path, load_pieces, load_split, prepare_cache, read_manifest
+from musicvae.data.cache import cache_path, prepare_cache, read_manifest
+from musicvae.data.cache_store import SplitArrays, load_pieces, load_split
 from musicvae.data.config import DataConfig, to_plain_dict
 from musicvae.data.eval_sample import EvalSample, EvalSampleDataset, ShardedSampler, collate_with_positions
 from musicvae.data.loading import (
@@ -44,7 +45,6 @@ from musicvae.data.loading import (
     LengthGroupedBatches,
     LoaderSettings,
     collate_segments,
-    segment_lengths,
 )
 from musicvae.data.segments import SPLITS, check_compatible
 from musicvae.data.tokenize import TokenTable, build_tokenizer, token_table
@@ -229,7 +229,7 @@ class MidiDataModule(pl.LightningDataModule):
             # the sampler under DDP and calls its set_epoch (see LengthGroupedBatches)
             rank, world = self._rank_and_world()
             sampler = LengthGroupedBatches(
-                segment_lengths(dataset),
+                dataset.lengths,
                 self.settings.batch_size,
                 rank=rank,
                 world_size=world,

@@ -42,16 +42,6 @@ def collate_segments(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch
     return tokens, mask
 
 
-def segment_lengths(dataset: Dataset) -> np.ndarray:
-    """int64 [N]: the token count of every segment of `dataset` (its `lengths`, else its cache offsets)."""
-    lengths = getattr(dataset, "lengths", None)
-    if lengths is None and hasattr(dataset, "arrays"):
-        lengths = np.diff(dataset.arrays.offsets)
-    if lengths is None:  # any other dataset of 1-D tensors: correct, but reads every item once
-        lengths = [len(dataset[i]) for i in range(len(dataset))]
-    return np.asarray(lengths, dtype=np.int64)
-
-
 class BatchedDataset(Dataset):
     """Item [i, j, ...]: [dataset[i], dataset[j], ...].
 
