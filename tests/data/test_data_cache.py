@@ -12,7 +12,8 @@ import torch
 
 from musicvae.data import build_tokenizer
 from musicvae.data import cache as cache_module
-from musicvae.data.cache import build_cache, cache_path, load_pieces, load_split, prepare_cache, read_manifest
+from musicvae.data.cache import build_cache, cache_path, prepare_cache, read_manifest
+from musicvae.data.cache_store import load_pieces, load_split
 from musicvae.data.config import DataConfig
 from musicvae.errors import UserError
 
@@ -130,7 +131,7 @@ def test_interrupted_build_leaves_no_cache(data_cfg, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(cache_module._PieceStore, "assemble", interrupted)
+        m.setattr(cache_module.PieceStore, "assemble", interrupted)
         with pytest.raises(KeyboardInterrupt):
             build_cache(settings, tok, progress=False)
     assert read_manifest(cache_path(settings, tok)) is None
@@ -282,7 +283,7 @@ def test_cached_windows_are_the_cut_windows_bit_for_bit(compose_cfg, midi_folder
 
 
 def test_store_piece_keeps_each_covered_token_once():
-    from musicvae.data.cache import store_piece
+    from musicvae.data.cache_store import store_piece
     from musicvae.data.segments import FileSegments
 
     piece = FileSegments(ids=np.arange(100) * 3, spans=[(0, 40), (20, 60), (60, 65), (70, 80), (75, 78)], start_bars=[0, 1, 2, 4, 5])

@@ -38,7 +38,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from musicvae.data.cache import build_cache, load_split, prepare_cache
+from musicvae.data.cache import build_cache, prepare_cache
+from musicvae.data.cache_store import load_split
 from musicvae.data.config import DataConfig
 from musicvae.data.corpus import export_corpus
 from musicvae.data.datamodule import MidiDataModule
