@@ -58,6 +58,7 @@ class VAEModule(pl.LightningModule):
         self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
         self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
         self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
+        self._fused = False  # whether configure_optimizers chose fused AdamW (gradient clipping follows it)
 
     # ----- losses -------------------------------------------------------------------------------
     @staticmethod
@@ -226,7 +227,7 @@ class VAEModule(pl.LightningModule):
         # Lightning refuses to clip for an optimizer that unscales inside step() (fused AdamW) under any
         # mixed precision (PR #15555), a rule for fp16's GradScaler. bf16-mixed has no scaler: the grads
         # are already true grads, so clipping them here is exactly what Lightning would do in fp32.
-        if getattr(self, "_fused", False) and gradient_clip_val and self.trainer.precision == "bf16-mixed":
+        if self._fused and gradient_clip_val and self.trainer.precision == "bf16-mixed":
             if gradient_clip_algorithm == "value":
                 torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
             else:
