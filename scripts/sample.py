@@ -1,4 +1,4 @@
-"""Write MIDI from a trained checkpoint.  python scripts/sample.py ckpt=PATH mode=prior|reconstruct|interpolate"""
+"""Write MIDI from a trained checkpoint.  python scripts/sample.py ckpt=PATH mode=prior|reconstruct|interpolate|edit"""
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

@@ -164,3 +164,28 @@ def tiny_run(tmp_path_factory) -> dict:
     )  # fmt: skip
     result = train(cfg)
     return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": result["run_dir"]}
+
+
+@pytest.fixture(scope="session")
+def tiny_bar_run(tmp_path_factory) -> dict:
+    """`tiny_run` with one latent per bar (model.latent=bar), its fidelity evaluation on (~15 s).
+
+    Returns {"ckpt", "midi", "run_dir", "result": train()'s return}.
+    """
+    from musicvae.training.train import train
+
+    root = tmp_path_factory.mktemp("tiny_bar_run")
+    write_pieces(root / "midi")
+    cfg = _compose(
+        "train",
+        [
+            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
+            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
+            "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
+            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
+            "model.dropout=0.0", "model.latent=bar", "optim.lr=3e-3", "optim.warmup_steps=10",
+            f"output_dir={root / 'run'}", "eval.fidelity.n_reconstructions=4", "eval.fidelity.n_samples=2",
+        ],
+    )  # fmt: skip
+    result = train(cfg)
+    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"]), "result": result}

@@ -24,6 +24,9 @@ CONDITIONINGS = [
     {"mode": "cross_attention", "n_memory": 3},
 ]
 WITH_Z = [c for c in CONDITIONINGS if c["mode"] != "none"]
+# Per bar (model.latent=bar): the same, plus cross-attention to every bar's memory.
+BAR_CONDITIONINGS = CONDITIONINGS + [{"mode": "cross_attention", "n_memory": 2, "bar_view": "all"}]
+BAR_ID = 4  # the tiny vocabulary's "Bar" token in per-bar tests
 
 
 def case_id(cond: dict) -> str:
@@ -37,12 +40,13 @@ def tiny_vae(
     encoder_layers: int = 1,
     decoder_layers: int = 2,
     dropout: float = 0.0,
+    latent: str = "segment",
 ) -> MusicVAE:
     """A seeded tiny VAE in eval mode (callers switch to train() where they need dropout or sampling)."""
     torch.manual_seed(0)
     cfg = VAEConfig(
         vocab_size=VOCAB, max_len=MAX_LEN, d_model=D, heads=4, encoder_layers=encoder_layers,
         decoder_layers=decoder_layers, latent_dim=latent_dim, ff_mult=2, dropout=dropout, pooling=pooling,
-        conditioning=dict(conditioning),
+        conditioning=dict(conditioning), latent=latent, max_bars=6,
     )  # fmt: skip
     return MusicVAE(cfg).eval()

@@ -44,17 +44,22 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
             f"{path} has checkpoint format {fmt} (musicvae {ckpt['musicvae'].get('version')}); this musicvae "
             f"reads format {CHECKPOINT_FORMAT}: use the version that trained it, or retrain"
         )
-    _fill_model_keys_added_since(ckpt["hyper_parameters"].get("model"))
+    hp = ckpt["hyper_parameters"]
+    _fill_model_keys_added_since(hp.get("model"), hp.get("data"))
     return ckpt
 
 
-def _fill_model_keys_added_since(model: dict | None) -> None:
+def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -> None:
     """Model settings added after a checkpoint was written, set to what that version did, so that it
     loads, and resumes, as it trained (a model dict that lacks them describes the older behaviour)."""
     if not isinstance(model, dict):
         return
     model.setdefault("attn_dropout", model.get("dropout", 0.0))  # attention used `dropout` before attn_dropout existed
     model.setdefault("scaled_residual_init", False)
+    model.setdefault("latent", "segment")  # one z per segment was all there was
+    model.setdefault("max_bars", int((data or {}).get("bars", 16)))  # as configs/model says: data.bars
+    if isinstance(model.get("conditioning"), dict) and model["conditioning"].get("mode") == "cross_attention":
+        model["conditioning"].setdefault("bar_view", "own")
 
 
 def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> MusicVAE:

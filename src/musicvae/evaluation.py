@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.generate import NonFiniteModel, SamplingConfig
+from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
-from musicvae.sampling import banned_ids, decode_z, encode_segments, piano_roll_png, tokens_to_pretty_midi
+from musicvae.render import piano_roll_png, tokens_to_pretty_midi
+from musicvae.sampling import encode_segments, reconstruct_segments, token_rules
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class FidelityConfig:
     top_p: float = 0.9
     batch_size: int = 8
     seed: int = 0
+    grammar: bool = True  # decode under the REMI grammar mask (as scripts/sample.py does by default)
 
 
 def _midi(tokenizer, ids):
@@ -77,7 +79,7 @@ def _evaluate(model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: F
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     sampling = SamplingConfig(cfg.temperature, 0, cfg.top_p, model.cfg.max_len - 1)
-    banned = banned_ids(tokenizer)
+    rules = token_rules(tokenizer, cfg.grammar)
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
 
@@ -85,10 +87,13 @@ def _evaluate(model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: F
     originals = [_midi(tokenizer, seg) for seg in inputs]
     recons = []
     if inputs:
-        mu, _ = encode_segments(model, inputs, cfg.batch_size)
-        recons = [_midi(tokenizer, ids) for ids in decode_z(model, mu, sampling, cfg.batch_size, gen, banned)]
-    z = torch.randn(cfg.n_samples, model.cfg.latent_dim, generator=gen, device=device)
-    priors = [_midi(tokenizer, ids) for ids in decode_z(model, z, sampling, cfg.batch_size, gen, banned)]
+        mu, _ = encode_segments(model, inputs, cfg.batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
+        decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size)
+        recons = [_midi(tokenizer, ids) for ids in decoded]
+    bars = max((sum(t in rules.bar_ids for t in s) for s in inputs), default=1)  # prior samples: a segment's bars
+    shape = (cfg.n_samples, bars, model.cfg.latent_dim) if model.per_bar else (cfg.n_samples, model.cfg.latent_dim)
+    z = torch.randn(shape, generator=gen, device=device)
+    priors = [_midi(tokenizer, ids) for ids in decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars)]
 
     result = {
         "chroma_sim": _nanmean([chroma_similarity(a, b) for a, b in zip(originals, recons, strict=True)]),

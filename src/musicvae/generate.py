@@ -6,11 +6,12 @@ Everything here is tensors in, tensors or token lists out; MIDI and files live i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
+from musicvae.data.loading import bar_index
 from musicvae.errors import UserError
 from musicvae.models.vae import MusicVAE
 
@@ -31,6 +32,16 @@ class SamplingConfig:
             raise UserError(f"top_p={self.top_p} must be in (0, 1] (1 = off)")
         if self.max_tokens < 1:
             raise UserError(f"max_tokens={self.max_tokens} must be at least 1")
+
+
+@dataclass
+class TokenRules:
+    """What decoding knows of the tokenizer: ids never drawn, the Bar ids (to count bars, and so to switch
+    per-bar latents), and the REMI grammar mask (`musicvae.grammar.RemiGrammar`) or None."""
+
+    banned: Sequence[int] = (PAD_ID, BOS_ID)  # special tokens that are never training targets (EOS aside)
+    bar_ids: Sequence[int] = ()
+    grammar: object = field(default=None, repr=False)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -58,30 +69,73 @@ def sample_tokens(
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
-    banned: Sequence[int] = (PAD_ID, BOS_ID),
+    rules: TokenRules | None = None,
+    bars: int | None = None,
+    prompt: torch.Tensor | None = None,
 ) -> list[list[int]]:
-    """z (B, c) -> B token lists (no BOS, no EOS), decoded from BOS until EOS or cfg.max_tokens.
+    """z (B, c), or (B, K, c) one per bar -> B token lists (no BOS, no EOS, prompt included), decoded from
+    BOS (and the `prompt` (B, P) after it, fed in one cached pass) until EOS or cfg.max_tokens.
 
+    `rules` (default: PAD and BOS banned, nothing else): bars are counted from `rules.bar_ids` as tokens
+    are emitted, and bar k's z conditions the positions of bar k, switching in at the k-th Bar token.
+    `bars`: the number of bars wanted; a Bar token that would open one more ends the sequence. With
+    `rules.grammar`, each step draws only among the tokens the REMI grammar allows after the previous
+    ones, so every token becomes part of a note or a bar, and with `bars` there are exactly that many.
     With `use_cache` each step feeds only the newest token (per-layer KV cache); without it every
     step re-runs the whole prefix (the reference the cache is tested and benchmarked against).
-    `banned` ids are never sampled: special tokens that are never training targets (EOS aside).
     """
     model.eval()
-    b = z.shape[0]
-    max_new = min(cfg.max_tokens, model.cfg.max_len - 1)  # BOS + max_new positions must fit
+    rules = rules or TokenRules()
+    bar_ids, grammar = rules.bar_ids, rules.grammar
+    b, device = z.shape[0], z.device
+    per_bar = z.dim() == 3 and z.shape[1] > 1
+    if (per_bar or bars) and not bar_ids:
+        raise ValueError("per-bar latents or a bar count need the tokenizer's bar_ids to count bars")
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    max_new = min(cfg.max_tokens, model.cfg.max_len - 1 - n_prompt)  # BOS + prompt + max_new positions fit
+    if max_new < 1:
+        raise UserError(f"a prompt of {n_prompt} tokens leaves no room in the model's max_len={model.cfg.max_len}")
     # The sequence buffer and the KV cache are allocated once for the whole decode, written in place.
-    seq = torch.full((b, 1 + max_new), PAD_ID, dtype=torch.long, device=z.device)  # (B, 1 + max_new)
+    seq = torch.full((b, 1 + n_prompt + max_new), PAD_ID, dtype=torch.long, device=device)
     seq[:, 0] = BOS_ID
-    cache = model.decoder.new_cache(model.conditioning.n_prefix + 1 + max_new) if use_cache else None
-    done = torch.zeros(b, dtype=torch.bool, device=z.device)
-    banned = torch.tensor(list(banned), dtype=torch.long, device=z.device)
-    length = 1
+    if n_prompt:
+        seq[:, 1 : 1 + n_prompt] = prompt
+    length = 1 + n_prompt
+    cache = model.decoder.new_cache(model.conditioning.max_prefix + seq.shape[1]) if use_cache else None
+    bar_ids_t = torch.as_tensor(list(bar_ids), dtype=torch.long, device=device)
+    position_bars = bar_index(seq, bar_ids_t) if bar_ids else None  # (B, T): refreshed as tokens come
+    opened = torch.isin(seq[:, :length], bar_ids_t).sum(1)  # (B,) Bar tokens so far
+    state = None
+    if grammar is not None:
+        try:
+            state = grammar.start(b, device, bars=bars, max_new=max_new)
+        except ValueError as e:  # the budget cannot hold the bars asked for
+            raise UserError(f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len}): {e}") from None
+        if n_prompt:
+            grammar.feed(state, prompt)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    banned = torch.tensor(list(rules.banned), dtype=torch.long, device=device)
+    fed = 0  # positions already in the cache
     for _ in range(max_new):
-        step_in = seq[:, length - 1 : length] if use_cache else seq[:, :length]
-        logits = model.decode(step_in, z, cache)[:, -1].float()  # (B, V)
+        start = fed if use_cache else 0
+        step_bars = position_bars[:, start:length] if position_bars is not None else None
+        logits = model.decode(seq[:, start:length], z, cache, bars=step_bars)[:, -1].float()  # (B, V)
+        fed = length
         logits.index_fill_(1, banned, float("-inf"))
+        if state is not None:
+            logits.masked_fill_(~grammar.allowed(state), float("-inf"))
+        logits.masked_fill_(done[:, None], 0.0)  # finished rows draw anything: it is replaced by PAD
         logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
         nxt = _draw(logits, generator).masked_fill(done, PAD_ID)  # (B,)
+        if bar_ids:
+            is_bar = torch.isin(nxt, bar_ids_t)
+            if bars:  # a Bar that would open bar `bars` + 1 ends the sequence instead
+                nxt = torch.where(is_bar & (opened >= bars), torch.full_like(nxt, EOS_ID), nxt)
+                is_bar = is_bar & (opened < bars)
+            opened = opened + is_bar.long()
+            position_bars[:, length] = (opened - 1).clamp(min=0)
+        if state is not None:
+            grammar.advance(state, nxt)
         seq[:, length] = nxt
         length += 1
         done |= nxt == EOS_ID
@@ -92,6 +146,65 @@ def sample_tokens(
     for row in seq[:, 1:].tolist():
         out.append(row[: row.index(EOS_ID)] if EOS_ID in row else [t for t in row if t != PAD_ID])
     return out
+
+
+def decode_latents(
+    model: MusicVAE,
+    z: torch.Tensor,
+    cfg: SamplingConfig,
+    rules: TokenRules | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 8,
+    bars: int | None = None,
+    window_bars: int | None = None,
+) -> list[list[int]]:
+    """z (N, c), one latent per sequence, or (N, K, c), one per bar -> N token lists, in batches.
+
+    bars: the bars each sequence must hold (per bar: K). window_bars: the most bars one pass decodes (the
+    model's training segments: its positions end there). Per-bar latents for more bars than that are
+    decoded one sequence at a time in windows: each window continues from the last half of the previous
+    one, fed as a prompt with those bars' latents, and adds the bars after it (so 16 bars come out of a
+    model trained on 4-bar segments, every bar conditioned on its own z and on the bars before it).
+    """
+    rules = rules or TokenRules()
+    if z.dim() == 3:
+        bars = z.shape[1]
+    if z.dim() == 2 or window_bars is None or bars <= window_bars:
+        out: list[list[int]] = []
+        for i in range(0, len(z), batch_size):
+            out += sample_tokens(model, z[i : i + batch_size], cfg, generator, rules=rules, bars=bars)
+        return out
+    return [_decode_in_windows(model, row, cfg, rules, generator, window_bars) for row in z]
+
+
+def split_bars(ids: list[int], bar_ids: Sequence[int]) -> list[list[int]]:
+    """Token ids -> one list per bar, each from its Bar token (tokens before the first Bar join bar 0)."""
+    out: list[list[int]] = []
+    for t in ids:
+        if t in bar_ids or not out:
+            out.append([])
+        out[-1].append(t)
+    return out
+
+
+def _decode_in_windows(model, z: torch.Tensor, cfg, rules: TokenRules, generator, window: int) -> list[int]:
+    """z (K, c) per bar, K > window -> one token list of K bars (see `decode_latents`)."""
+    if not rules.bar_ids:
+        raise ValueError("decoding bars in windows needs the tokenizer's bar_ids")
+    k, empty_bar = z.shape[0], [rules.bar_ids[0]]
+    done: list[list[int]] = []
+    while len(done) < k:
+        context = min(len(done), window // 2)
+        while context and sum(len(b) for b in done[len(done) - context :]) > (model.cfg.max_len - 1) // 2:
+            context -= 1  # dense bars: a shorter prompt, so the new bars keep room
+        start, new = len(done) - context, min(window - context, k - len(done))
+        prompt = [t for bar in done[start:] for t in bar]
+        prompt_t = torch.tensor([prompt], dtype=torch.long, device=z.device) if prompt else None
+        ids = sample_tokens(model, z[None, start : len(done) + new], cfg, generator, rules=rules,
+                            bars=context + new, prompt=prompt_t)[0]  # fmt: skip
+        added = split_bars(ids, rules.bar_ids)[context:]  # the prompt is `context` whole bars
+        done += (added + [list(empty_bar) for _ in range(new)])[:new]  # a window that ended early: empty bars
+    return [t for bar in done for t in bar]
 
 
 class NonFiniteModel(UserError):

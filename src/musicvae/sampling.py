@@ -1,9 +1,16 @@
-"""MIDI out of a checkpoint: prior samples, reconstructions, interpolations (`scripts/sample.py`).
+"""MIDI out of a checkpoint: prior samples, reconstructions, interpolations, bar edits (`scripts/sample.py`).
 
 A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed.
 Files written per result: `<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); an interpolation
 also writes `interpolate_grid.png`; every run writes `samples.json` (settings, z norms, token counts,
-malformed tokens dropped while decoding).
+bars, malformed tokens dropped while decoding).
+
+With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
+latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
+each bar's latent from one piece's to the other's; `edit bars=5-8 source=b.mid` swaps those bars'
+latents for b's and decodes. More bars than the model's training segments are decoded in windows
+that continue from the previous one (`musicvae.generate.decode_latents`). Decoding follows the REMI
+grammar unless `grammar=false`, so every token is part of a note or a bar and the bar count is exact.
 """
 
 from __future__ import annotations
@@ -13,21 +20,20 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pretty_midi
 import torch
 
 from musicvae.checkpoint import model_from_checkpoint, read_checkpoint
-from musicvae.data import BOS_ID, EOS_ID, PAD_ID
-from musicvae.data.datamodule import collate_segments
-from musicvae.data.segments import midi_to_segments, midi_to_windows
-from musicvae.data.tokenize import tokenizer_from_dict, tokens_to_midi
+from musicvae.data import EOS_ID
+from musicvae.data.loading import collate_segments
+from musicvae.data.segments import midi_to_windows
+from musicvae.data.tokenize import bar_ids, tokenizer_from_dict
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, sample_tokens, slerp
+from musicvae.generate import SamplingConfig, TokenRules, decode_latents, slerp, split_bars
 from musicvae.models.vae import MusicVAE
+from musicvae.render import grid_png, piano_roll_png, write_midi
 
 log = logging.getLogger(__name__)
-MODES = ("prior", "reconstruct", "interpolate")
+MODES = ("prior", "reconstruct", "interpolate", "edit")
 
 
 @dataclass
@@ -36,6 +42,11 @@ class LoadedCheckpoint:
     tokenizer: object  # miditok tokenizer
     data: dict  # data settings of the training run (bars, hop_bars, max_tokens, ...)
     path: Path
+
+    @property
+    def window_bars(self) -> int:
+        """Bars per training segment: the most one decoding pass holds."""
+        return int(self.data.get("bars", 4))
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
@@ -48,110 +59,63 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), dict(hp.get("data") or {}), Path(path))
 
 
-# ----- turning z into MIDI files ----------------------------------------------------------------
+def token_rules(tokenizer, grammar: bool = True) -> TokenRules:
+    """The decoding rules of a tokenizer: its special tokens except EOS are never drawn (PAD, BOS, MASK),
+    its Bar ids count bars, and with `grammar` the REMI grammar masks what may come next."""
+    banned = [tokenizer.vocab[t] for t in tokenizer.special_tokens if tokenizer.vocab[t] != EOS_ID]
+    mask = None
+    if grammar:
+        from musicvae.grammar import RemiGrammar
+
+        try:
+            mask = RemiGrammar(tokenizer)
+        except ValueError as e:
+            raise UserError(f"grammar=true: {e}; decode without the grammar mask with grammar=false") from None
+    return TokenRules(banned=banned, bar_ids=bar_ids(tokenizer), grammar=mask)
+
+
+# ----- z in, tokens out ---------------------------------------------------------------------------
 @torch.no_grad()
-def encode_segments(model: MusicVAE, segments: list[list[int]], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token segments (no BOS/EOS) -> mu, logvar (N, c), in batches."""
+def encode_segments(
+    model: MusicVAE, segments: list[list[int]], batch_size: int, bar_ids: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token segments (no BOS/EOS) -> mu, logvar: (N, c), or (N, K, c) per bar (K: the most bars of a
+    segment; a shorter segment's missing bars hold the prior, 0)."""
     mus, logvars = [], []
     device = next(model.parameters()).device
     for i in range(0, len(segments), batch_size):
-        tokens, mask = collate_segments([torch.tensor(s) for s in segments[i : i + batch_size]])  # BOS..EOS
-        mu, logvar = model.encode(tokens.to(device), mask.to(device))
+        tokens, mask, bars = collate_segments([torch.tensor(s) for s in segments[i : i + batch_size]], bar_ids)
+        mu, logvar = model.encode(tokens.to(device), mask.to(device), bars.to(device))
         mus.append(mu)
         logvars.append(logvar)
+    if mus[0].dim() == 3:  # per bar: batches may differ in their most bars
+        k = max(m.shape[1] for m in mus)
+        pad = [torch.nn.functional.pad(m, (0, 0, 0, k - m.shape[1])) for m in mus + logvars]
+        mus, logvars = pad[: len(mus)], pad[len(mus) :]
     return torch.cat(mus), torch.cat(logvars)
 
 
-def decode_z(
-    model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, batch_size: int, generator, banned=(PAD_ID, BOS_ID)
-) -> list[list[int]]:
-    """z (N, c) -> N token lists, decoded in batches."""
-    out: list[list[int]] = []
-    for i in range(0, len(z), batch_size):
-        out += sample_tokens(model, z[i : i + batch_size], cfg, generator=generator, banned=banned)
-    return out
+def count_bars(ids: list[int], rules: TokenRules) -> int:
+    return sum(t in rules.bar_ids for t in ids)
 
 
-def banned_ids(tokenizer) -> list[int]:
-    """The tokenizer's special tokens except EOS (PAD, BOS, MASK): never sampled."""
-    return [tokenizer.vocab[t] for t in tokenizer.special_tokens if tokenizer.vocab[t] != EOS_ID]
+def reconstruct_segments(
+    model: MusicVAE, segments: list[list[int]], z: torch.Tensor, cfg: SamplingConfig, rules: TokenRules,
+    generator, batch_size: int,
+) -> list[list[int]]:  # fmt: skip
+    """Decode each segment's z (N, c) or (N, K, c) into as many bars as the segment holds (with the
+    grammar: exactly), so a reconstruction lines up with its input bar for bar."""
+    counts = [count_bars(s, rules) for s in segments]
+    out: list[list[int] | None] = [None] * len(segments)
+    for n_bars in sorted(set(counts)):
+        rows = [i for i, c in enumerate(counts) if c == n_bars]
+        zs = z[rows] if z.dim() == 2 else z[rows, :n_bars]
+        for i, ids in zip(rows, decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars), strict=True):
+            out[i] = ids
+    return out  # type: ignore[return-value]
 
 
-def score_to_pretty_midi(score) -> pretty_midi.PrettyMIDI:
-    """A symusic Score as PrettyMIDI, built note by note in seconds.
-
-    Not through `score.dumps_midi()`: symusic 0.6 writes time-signature and tempo events unmerged, so a
-    time-signature change after tick 0 gives a negative delta that wraps around (pretty_midi then
-    rejects the file as corrupt). Generated tokens put TimeSig changes anywhere.
-    """
-    sec = score.to("second")
-    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    pm = pretty_midi.PrettyMIDI(initial_tempo=qpm)
-    for ts in sec.time_signatures:
-        pm.time_signature_changes.append(pretty_midi.TimeSignature(int(ts.numerator), int(ts.denominator), float(ts.time)))
-    for track in sec.tracks:
-        inst = pretty_midi.Instrument(program=int(track.program), is_drum=bool(track.is_drum), name=track.name)
-        for n in track.notes:
-            end = float(n.time + max(n.duration, 1e-3))
-            inst.notes.append(pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.time), end))
-        pm.instruments.append(inst)
-    return pm
-
-
-def tokens_to_pretty_midi(tokenizer, ids: list[int]) -> tuple[pretty_midi.PrettyMIDI, int]:
-    """Decode token ids (malformed events dropped) -> (PrettyMIDI, tokens dropped)."""
-    score, dropped = tokens_to_midi(tokenizer, ids)
-    return score_to_pretty_midi(score), dropped
-
-
-def write_midi(tokenizer, ids: list[int], path: Path) -> tuple[pretty_midi.PrettyMIDI, int]:
-    """Decode token ids to `path` (always a valid MIDI file). Returns it as PrettyMIDI and the tokens dropped."""
-    pm, dropped = tokens_to_pretty_midi(tokenizer, ids)
-    pm.write(str(path))
-    return pm, dropped
-
-
-def piano_roll_png(pm: pretty_midi.PrettyMIDI, path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    _draw_roll(ax, pm, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def grid_png(pms: list[pretty_midi.PrettyMIDI], path: Path, titles: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(pms), 1, figsize=(8, 1.8 * len(pms)), squeeze=False)
-    for ax, pm, title in zip(axes[:, 0], pms, titles, strict=True):
-        _draw_roll(ax, pm, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _draw_roll(ax, pm: pretty_midi.PrettyMIDI, title: str, fs: int = 16) -> None:
-    roll = pm.get_piano_roll(fs=fs) if pm.instruments else np.zeros((128, 1))
-    pitches = np.nonzero(roll.sum(1))[0]
-    lo, hi = (pitches.min() - 2, pitches.max() + 3) if len(pitches) else (48, 72)
-    ax.imshow(roll[lo:hi] > 0, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
-              extent=(0, roll.shape[1] / fs, lo, hi))  # fmt: skip
-    for t in pm.get_downbeats():
-        ax.axvline(t, color="tab:blue", lw=0.5, alpha=0.5)
-    ax.set_ylabel("pitch")
-    ax.set_xlabel("seconds")
-    ax.set_title(title, fontsize=9)
-
-
-# ----- the three modes ---------------------------------------------------------------------------
+# ----- the modes ------------------------------------------------------------------------------------
 @dataclass
 class SampleRequest:
     """What `scripts/sample.py` asks for (configs/sample.yaml)."""
@@ -160,8 +124,11 @@ class SampleRequest:
     mode: str = "prior"
     out_dir: str = "outputs/samples"
     n: int = 4  # prior: number of samples
-    input: str | None = None  # reconstruct / interpolate
+    input: str | None = None  # reconstruct / interpolate / edit
     input2: str | None = None  # interpolate
+    source: str | None = None  # edit: the piece whose bar latents replace the input's
+    bars: int | str | None = None  # prior: bars per sample (default: the training segments'); edit: "5-8"
+    grammar: bool = True  # mask what the REMI grammar forbids at every step
     steps: int = 5  # interpolate: outputs including both ends
     sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
     z_temperature: float = 1.0  # prior: std of z (MusicVAE's temperature on the prior)
@@ -178,12 +145,18 @@ class SampleRequest:
     def __post_init__(self):
         if self.mode not in MODES:
             raise UserError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
-        if self.mode in ("reconstruct", "interpolate") and not self.input:
+        if self.mode in ("reconstruct", "interpolate", "edit") and not self.input:
             raise UserError(f"mode={self.mode} needs input=path/to/a.mid")
         if self.mode == "interpolate" and not self.input2:
             raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
         if self.mode == "interpolate" and self.steps < 2:
             raise UserError(f"steps={self.steps}: an interpolation needs at least 2 steps (both ends)")
+        if self.mode == "edit":
+            if not self.source:
+                raise UserError("mode=edit needs source=path/to/b.mid (whose bars replace the input's)")
+            self.bar_range()  # checks the form
+        elif self.bars is not None and (not isinstance(self.bars, int) or self.bars < 1 or self.mode != "prior"):
+            raise UserError(f"bars={self.bars!r}: a number of bars >= 1, for mode=prior (mode=edit takes a range: bars=5-8)")
         if self.n < 1 or self.batch_size < 1:
             raise UserError("n and batch_size must be at least 1")
         if self.z_temperature < 0:
@@ -192,6 +165,18 @@ class SampleRequest:
             raise UserError(f"device={self.device!r}: use cpu or cuda (cuda:N for one GPU)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
+
+    def bar_range(self) -> tuple[int, int]:
+        """mode=edit: bars=5-8 (1-based, both included) or bars=5 -> (first, last)."""
+        text = str(self.bars) if self.bars is not None else ""
+        first, _, last = text.partition("-")
+        try:
+            first_bar, last_bar = int(first), int(last or first)
+        except ValueError:
+            raise UserError(f"bars={self.bars!r}: mode=edit needs the bars to replace, as bars=5-8 (1-based)") from None
+        if not 1 <= first_bar <= last_bar:
+            raise UserError(f"bars={self.bars!r}: a range of bars from 1, first <= last (e.g. bars=5-8)")
+        return first_bar, last_bar
 
 
 def sample(req: SampleRequest) -> dict:
@@ -203,19 +188,24 @@ def sample(req: SampleRequest) -> dict:
     torch.manual_seed(req.seed)
     gen = torch.Generator(device=req.device).manual_seed(req.seed)
     cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)
-    banned = banned_ids(tok)
+    rules = token_rules(tok, req.grammar)
     out = Path(req.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if req.mode == "edit" and not model.per_bar:
+        raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
 
     if req.mode == "prior":
-        z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=req.device) * req.z_temperature
-        results = decode_z(model, z, cfg, req.batch_size, gen, banned)
+        results, z = prior(loaded, req, cfg, rules, gen)
     elif req.mode == "reconstruct":
-        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, banned)
-        results = [piece]  # one piece, its windows reassembled in order
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
+        results = [piece]  # one piece, whole
+    elif req.mode == "edit":
+        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, rules)
+        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)
     else:
-        z = interpolation_z(loaded, req.input, req.input2, req.steps, req.batch_size)
-        results = decode_z(model, z, cfg, req.batch_size, gen, banned)
+        z = interpolation_z(loaded, req.input, req.input2, req.steps, req.batch_size, rules)
+        bars = None if model.per_bar else loaded.window_bars
+        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
 
     records, pms = [], []
     for i, ids in enumerate(results):
@@ -224,12 +214,12 @@ def sample(req: SampleRequest) -> dict:
         pms.append(pm)
         if req.piano_roll:
             piano_roll_png(pm, out / f"{name}.png", title=name)
-        records.append({"file": f"{name}.mid", "tokens": len(ids), "notes": sum(len(x.notes) for x in pm.instruments),
-                        "malformed_tokens_dropped": dropped})  # fmt: skip
+        records.append({"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
+                        "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped})  # fmt: skip
     if req.mode == "interpolate" and req.piano_roll:
         titles = [f"t = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
         grid_png(pms, out / "interpolate_grid.png", titles)
-    z_norms = [round(float(v), 4) for v in z.norm(dim=-1)]
+    z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
     summary = {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}
     (out / "samples.json").write_text(json.dumps(summary, indent=2))
     dropped = sum(r["malformed_tokens_dropped"] for r in records)
@@ -237,17 +227,56 @@ def sample(req: SampleRequest) -> dict:
     return summary
 
 
-def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, banned):
-    """Cut `path` into the model's non-overlapping bar windows, encode, decode each: (z, the piece's ids).
+def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rules: TokenRules, gen):
+    """n draws of z ~ N(0, z_temperature² I): one per sample, or one per bar -> (token lists, z)."""
+    model, device = loaded.model, req.device
+    bars = req.bars or (loaded.window_bars if model.per_bar else None)  # one latent per segment: as many as come
+    if model.per_bar:
+        z = torch.randn(req.n, bars, model.cfg.latent_dim, generator=gen, device=device) * req.z_temperature
+    else:
+        if bars and bars > loaded.window_bars:
+            raise UserError(
+                f"bars={bars}: a model with one latent per segment decodes at most its {loaded.window_bars}-bar "
+                "segments in one pass; train with model.latent=bar for longer pieces"
+            )
+        z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=device) * req.z_temperature
+    results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
+    return results, z
 
-    Windows the data rules drop (no notes) keep their place in time as empty bars, so a piece with a
-    silent stretch is not pulled together. Bars after the last whole window are not reconstructed.
+
+def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rules: TokenRules):
+    """Every bar of a piece -> its posterior (N_bars, c) mu and logvar (latent=bar): bars are encoded on
+    their own, so they are encoded a training segment's worth at a time, in batches."""
+    ids = midi_to_windows(path, loaded.tokenizer, loaded.data).ids.tolist()
+    bars = split_bars(ids, rules.bar_ids)
+    w = loaded.window_bars
+    chunks = [[t for bar in bars[i : i + w] for t in bar] for i in range(0, len(bars), w)]
+    mu, logvar = encode_segments(loaded.model, chunks, batch_size, rules.bar_ids)  # (chunks, K, c)
+    counts = [min(w, len(bars) - i) for i in range(0, len(bars), w)]
+    mu = torch.cat([m[:n] for m, n in zip(mu, counts, strict=True)])
+    logvar = torch.cat([v[:n] for v, n in zip(logvar, counts, strict=True)])
+    return mu, logvar
+
+
+def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules):
+    """Encode and decode a whole piece: (z, the piece's ids).
+
+    Per bar: every bar's latent, decoded as one piece (in windows past the training length). Per segment:
+    the model's non-overlapping bar windows, each decoded into as many bars as it holds; windows the data
+    rules drop (no notes) keep their place in time as empty bars, so a piece with a silent stretch is not
+    pulled together. Bars after the last whole window are not reconstructed.
     """
-    bars = int(loaded.data.get("bars", 4))
+    model = loaded.model
+    if model.per_bar:
+        mu, logvar = piece_bar_latents(loaded, path, req.batch_size, rules)
+        z = (MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu)[None]  # (1, N_bars, c)
+        return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)[0]
+    bars = loaded.window_bars
     windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
-    mu, logvar = encode_segments(loaded.model, [w.tolist() for w in windows.segments], req.batch_size)
+    segments = [w.tolist() for w in windows.segments]
+    mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
     z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
-    decoded = decode_z(loaded.model, z, cfg, req.batch_size, gen, banned)
+    decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size)
     bar = loaded.tokenizer.vocab["Bar_None"]
     ids, next_bar = [], 0
     for start, window in zip(windows.start_bars, decoded, strict=True):
@@ -256,8 +285,25 @@ def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, r
     return z, ids
 
 
-def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int) -> torch.Tensor:
-    """Slerp between the posterior means of the first window of `a` and of `b`: (steps, c), ends included."""
-    first = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
-    mu, _ = encode_segments(loaded.model, first, batch_size)
-    return torch.stack([slerp(mu[0], mu[1], k / (steps - 1)) for k in range(steps)])
+def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
+    """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
+    per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
+    first = [midi_to_windows(p, loaded.tokenizer, loaded.data).segments[0].tolist() for p in (a, b)]
+    mu, _ = encode_segments(loaded.model, first, batch_size, rules.bar_ids)  # (2, c) or (2, K, c)
+    if mu.dim() == 3:
+        k = min(count_bars(s, rules) for s in first)
+        rows = [torch.stack([slerp(mu[0, j], mu[1, j], t / (steps - 1)) for j in range(k)]) for t in range(steps)]
+        return torch.stack(rows)
+    return torch.stack([slerp(mu[0], mu[1], t / (steps - 1)) for t in range(steps)])
+
+
+def edit_z(loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[int, int], batch_size: int, rules):
+    """The input's bar latents (1, N, c) with bars first..last (1-based) replaced by the source's same bars."""
+    first, last = bar_range
+    z, _ = piece_bar_latents(loaded, path, batch_size, rules)
+    z_source, _ = piece_bar_latents(loaded, source, batch_size, rules)
+    for name, n in ((path, len(z)), (source, len(z_source))):
+        if last > n:
+            raise UserError(f"bars={first}-{last}: {name} has {n} bars")
+    z[first - 1 : last] = z_source[first - 1 : last]
+    return z[None]

@@ -35,8 +35,15 @@ def test_batches_have_the_documented_shapes_and_ids(datamodule):
     assert dm.vocab_size == len(dm.tokenizer) and dm.max_len == 512 + 2
     assert dm.manifest["splits"]["train"]["segments"] == len(dm.datasets["train"])
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
-        batches = [batch[:2] for batch in loader]  # val batches also carry the sample positions
-        assert sum(len(t) for t, _ in batches) == len(loader.dataset) > 0
+        batches = [batch[:3] for batch in loader]  # val batches also carry the sample positions
+        assert sum(len(t) for t, _, _ in batches) == len(loader.dataset) > 0
+        is_bar = torch.as_tensor(token_table(dm.tokenizer).bar)
+        for tokens, mask, bars in batches:  # bars: 0 at BOS, +1 at each Bar token, never more than data.bars
+            assert bars.shape == tokens.shape and (bars[:, 0] == 0).all()
+            assert is_bar[tokens[:, 1]].all() and (bars[:, 1] == 0).all()  # a segment opens bar 0 ...
+            assert torch.equal(bars[:, 2:] - bars[:, 1:-1], is_bar[tokens[:, 2:]].long())  # ... each Bar the next
+            assert bars[mask].max() < dm.settings.bars
+        batches = [(tokens, mask) for tokens, mask, _ in batches]
         for tokens, mask in batches:
             assert tokens.shape[0] <= 4
             check_batch(tokens, mask, dm)
@@ -47,7 +54,7 @@ def test_val_batches_are_the_cached_segments_of_the_sample(datamodule):
     dm = datamodule
     arrays, sample = dm.datasets["val"].arrays, dm.val_sample
     seen = []
-    for tokens, mask, positions in dm.val_dataloader():
+    for tokens, mask, _, positions in dm.val_dataloader():
         for row, position in zip(range(len(tokens)), positions.tolist(), strict=True):
             n, i = int(mask[row].sum()), int(sample.indices[position])
             assert tokens[row, 1 : n - 1].tolist() == arrays.window(i).tolist()
@@ -56,9 +63,10 @@ def test_val_batches_are_the_cached_segments_of_the_sample(datamodule):
 
 
 def test_collate_pads_to_the_longest():
-    tokens, mask = collate_segments([torch.tensor([7, 8, 9]), torch.tensor([5])])
-    assert tokens.tolist() == [[BOS_ID, 7, 8, 9, EOS_ID], [BOS_ID, 5, EOS_ID, PAD_ID, PAD_ID]]
-    assert mask.tolist() == [[True] * 5, [True, True, True, False, False]]
+    tokens, mask, bars = collate_segments([torch.tensor([7, 8, 7, 9]), torch.tensor([7, 5])], bar_ids=[7])
+    assert tokens.tolist() == [[BOS_ID, 7, 8, 7, 9, EOS_ID], [BOS_ID, 7, 5, EOS_ID, PAD_ID, PAD_ID]]
+    assert mask.tolist() == [[True] * 6, [True, True, True, True, False, False]]
+    assert bars.tolist() == [[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0]]  # the 2nd Bar (7) opens bar 1; EOS, PAD: the last
 
 
 def test_transposition_keeps_pitches_in_range(remi_tokenizer):
@@ -122,7 +130,7 @@ def test_plain_dicts_work(midi_folder, tmp_path, compose_cfg):
     }
     dm = MidiDataModule(data, tokenizer)
     dm.prepare_data()
-    tokens, mask = next(iter(dm.train_dataloader()))
+    tokens, mask, _ = next(iter(dm.train_dataloader()))
     assert tokens.shape[0] == 2 and dm.manifest["name"] == "mine"
 
 

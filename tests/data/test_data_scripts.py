@@ -34,7 +34,7 @@ def test_prepare_data_prints_the_summary_then_reuses_the_cache(midi_folder, tmp_
     ("args", "message"),
     [
         (("data=midi_dir", "data.path=/nonexistent"), "error: data folder /nonexistent does not exist"),
-        (("data=nosuch",), "error: unknown data=nosuch: choose one of bach, bach_2bar, folk, midi_dir"),
+        (("data=nosuch",), "error: unknown data=nosuch: choose one of bach, bach_16bar, bach_2bar, bach_8bar, folk, midi_dir"),
     ],
 )
 def test_prepare_data_user_errors_are_one_line(tmp_path, args, message):
@@ -47,7 +47,7 @@ def test_group_choices(configs_dir):
     check_group_choices(
         configs_dir, ["data=bach", "data.bars=8", "tokenizer=remi_programs", "+x=1", "data=bach,folk"]
     )
-    with pytest.raises(UserError, match="unknown data=base: choose one of bach, bach_2bar, folk, midi_dir"):
+    with pytest.raises(UserError, match="unknown data=base: choose one of bach, bach_16bar, bach_2bar, bach_8bar, folk, midi_dir"):
         check_group_choices(configs_dir, ["data=base"])
     with pytest.raises(UserError, match="unknown tokenizer=tsd"):
         check_group_choices(configs_dir, ["tokenizer=tsd"])

@@ -174,7 +174,9 @@ def test_the_same_music_in_two_files_lands_in_one_split(val, test):
         keys[f"b/{i:04d}.mid"] = content_key(same_music_other_file(score))
     splits = assign_splits(keys, val, test)
     assert all(splits[f"a/tune{i}.mid"] == splits[f"b/{i:04d}.mid"] for i in range(40))
-    by_path = [split_of(f"a/tune{i}.mid", val, test) == split_of(f"b/{i:04d}.mid", val, test) for i in range(40)]
+    by_path = [
+        split_of(f"a/tune{i}.mid", val, test) == split_of(f"b/{i:04d}.mid", val, test) for i in range(40)
+    ]
     assert not all(by_path) or val + test == 0  # by path, copies would have been split apart
 
 
@@ -191,7 +193,10 @@ def test_a_small_folder_still_gets_val_and_test_pieces():
     plain = {piece: split_of(key, 0.01, 0.01) for piece, key in keys.items()}
     assert set(plain.values()) == {"train"}  # 1% of 12 pieces: by the hash alone, none
     splits = assign_splits({**keys, "copy.mid": keys["3.mid"]}, 0.01, 0.01)
-    pieces = {split: {keys[p.replace("copy", "3")] for p, s in splits.items() if s == split} for split in ("val", "test")}
+    pieces = {
+        split: {keys[p.replace("copy", "3")] for p, s in splits.items() if s == split}
+        for split in ("val", "test")
+    }
     assert len(pieces["val"]) == 2 and len(pieces["test"]) == 1  # val needs two pieces for its z-gap
     assert splits["copy.mid"] == splits["3.mid"]  # a borrowed piece takes its copies along
     for n in range(1, 5):  # train always keeps a piece
@@ -200,3 +205,27 @@ def test_a_small_folder_still_gets_val_and_test_pieces():
     assert assign_splits({"a.mid": trainish[0]}, 0.1, 0.1) == {"a.mid": "train"}  # train keeps its only piece
     big = {f"{i}.mid": f"key{i}" for i in range(2000)}
     assert assign_splits(big, 0.1, 0.1) == {piece: split_of(key, 0.1, 0.1) for piece, key in big.items()}
+
+
+def test_truncation_never_leaves_a_position_without_its_note(remi_tokenizer):
+    """Chords (two notes on a Position): a cap that falls after a Position's first note could cut
+    between that Position and a note of it; the cut moves before the Position instead."""
+    tok = remi_tokenizer
+    table = token_table(tok)
+    chord = [
+        tok["Pitch_60"],
+        tok["Velocity_63"],
+        tok["Duration_1.0.8"],
+        tok["Pitch_64"],
+        tok["Velocity_63"],
+        tok["Duration_1.0.8"],
+    ]
+    bar = [tok["Bar_None"], tok["TimeSig_4/4"]] + [
+        t for k in range(4) for t in [tok[f"Position_{8 * k}"], *chord]
+    ]
+    ids = np.array(bar * 4)
+    for cap in range(10, 60):
+        out = cut_windows(ids, table, DataConfig(bars=4, hop_bars=4, max_tokens=cap), hop_bars=4)
+        for segment in out.segments:
+            assert not table.position[segment[-1]], f"cap {cap}: ends on a Position"
+            assert tokens_to_midi(tok, segment.tolist())[1] == 0

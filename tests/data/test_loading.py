@@ -1,6 +1,7 @@
 """Batching for training: the vectorised collate, length-grouped batches under DDP, loader settings by device."""
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +40,7 @@ def test_collate_matches_the_per_row_loop(dtype):
         sizes = torch.randint(0, 60, (int(torch.randint(1, 9, (), generator=generator)),), generator=generator)
         batches.append([torch.randint(3, 300, (int(n),), generator=generator, dtype=dtype) for n in sizes])
     for batch in batches:
-        tokens, mask = collate_segments(batch)
+        tokens, mask, bars = collate_segments(batch, bar_ids=[7])
         want_tokens, want_mask = loop_collate(batch)
         assert tokens.dtype == torch.long and mask.dtype == torch.bool
         assert torch.equal(tokens, want_tokens) and torch.equal(mask, want_mask)
@@ -100,9 +101,9 @@ def test_set_epoch_reshuffles_the_same_way_on_every_rank():
 def test_batched_dataset_loads_whole_batches_in_a_worker():
     segments = [torch.arange(3, 3 + n) for n in (5, 1, 4, 2, 3, 6, 2)]
     sampler = LengthGroupedBatches([len(s) for s in segments], batch_size=3, seed=0)
-    loader = DataLoader(BatchedDataset(segments), sampler=sampler, batch_size=None, collate_fn=collate_segments, num_workers=1)
+    loader = DataLoader(BatchedDataset(segments), sampler=sampler, batch_size=None, collate_fn=partial(collate_segments, bar_ids=[4]), num_workers=1)
     assert len(loader) == len(sampler) == 3
-    for (tokens, mask), indices in zip(loader, sampler, strict=True):
+    for (tokens, mask, _), indices in zip(loader, sampler, strict=True):
         want_tokens, want_mask = loop_collate([segments[i] for i in indices])
         assert torch.equal(tokens, want_tokens) and torch.equal(mask, want_mask)
 
@@ -182,7 +183,7 @@ def test_ddp_train_loader_keeps_this_ranks_length_grouped_batches(grouped_dm):
     assert {i for s in shares for b in s for i in b} == set(range(len(dm.datasets["train"])))
     train = dm.datasets["train"]
     for share, loaded in zip(shares, batches, strict=True):  # the loader builds exactly the sampler's batches
-        for indices, (tokens, mask) in zip(share, loaded, strict=True):
+        for indices, (tokens, mask, _) in zip(share, loaded, strict=True):
             assert [tokens[row, 1 : n - 1].tolist() for row, n in enumerate(mask.sum(1).tolist())] == [
                 train[i].tolist() for i in indices
             ]

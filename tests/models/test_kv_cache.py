@@ -51,7 +51,7 @@ def test_cache_length_and_state(conditioning):
     tokens = torch.randint(0, VOCAB, (3, 6))
     z = torch.randn(3, C)
     cache = model.decoder.new_cache()
-    n_prefix = model.conditioning.n_prefix
+    n_prefix = model.conditioning.max_prefix  # 1 latent per segment: its whole prefix
     with torch.no_grad():
         model.decode(tokens[:, :4], z, cache=cache)
         assert cache.length == 4 + n_prefix

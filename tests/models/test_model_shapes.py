@@ -89,8 +89,9 @@ def test_in_attention_bias_option():
 
 def test_cross_attention_memory_tokens():
     model = make_model({"mode": "cross_attention", "n_memory": 3})
-    state = model.conditioning.prepare(torch.randn(2, C))
-    assert model.conditioning.memory(state).shape == (2, 3, D)
+    state = model.conditioning.prepare(torch.randn(2, 1, C))  # one latent per sequence
+    memory, memory_mask = model.conditioning.memory(state, model.conditioning.select(state, None))
+    assert memory.shape == (2, 3, D) and memory_mask is None
     assert all(block.cross is not None for block in model.decoder.blocks)
 
 

@@ -81,12 +81,15 @@ def test_posterior_is_fp32_under_bf16_autocast():
 
 
 def test_old_checkpoint_model_settings_keep_their_behaviour():
-    old = {"d_model": 32, "dropout": 0.1}  # written before attn_dropout / scaled_residual_init existed
-    _fill_model_keys_added_since(old)
+    old = {"d_model": 32, "dropout": 0.1, "conditioning": {"mode": "cross_attention", "n_memory": 4}}
+    _fill_model_keys_added_since(old, {"bars": 2})  # written before attn_dropout, ..., latent existed
     assert old["attn_dropout"] == 0.1 and old["scaled_residual_init"] is False
-    new = {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
-    _fill_model_keys_added_since(new)
-    assert new == {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True}
+    assert old["latent"] == "segment" and old["max_bars"] == 2 and old["conditioning"]["bar_view"] == "own"
+    new = {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True, "latent": "bar", "max_bars": 8}
+    _fill_model_keys_added_since(dict(new), {"bars": 2})
+    want = dict(new)
+    _fill_model_keys_added_since(new, {"bars": 2})
+    assert new == want
 
 
 @pytest.mark.slow  # torch.compile takes ~40 s on a 2-core CPU

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID
-from musicvae.generate import NonFiniteModel, SamplingConfig, filter_logits, sample_tokens, slerp
+from musicvae.generate import NonFiniteModel, SamplingConfig, TokenRules, filter_logits, sample_tokens, slerp
 from musicvae.models.vae import MusicVAE, VAEConfig
 
 MODES = ["in_attention", "cross_attention", "embedding", "prefix", "none"]
@@ -82,7 +82,7 @@ def test_a_tiny_top_p_keeps_the_top_token_and_bad_settings_are_errors():
 def test_banned_tokens_are_never_sampled():
     model = tiny_model("in_attention")
     out = sample_tokens(model, torch.randn(4, 6), SamplingConfig(max_tokens=30), torch.Generator().manual_seed(0),
-                        banned=(PAD_ID, BOS_ID, 3, 7, 8))  # fmt: skip
+                        rules=TokenRules(banned=(PAD_ID, BOS_ID, 3, 7, 8)))  # fmt: skip
     assert not {3, 7, 8} & {t for s in out for t in s}
 
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig
+from musicvae.generate import SamplingConfig, decode_latents
 from musicvae.sampling import (
     SampleRequest,
-    decode_z,
     encode_segments,
     interpolation_z,
     load_checkpoint,
     sample,
+    token_rules,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,15 +66,16 @@ def test_reconstruct_covers_the_input_window_by_window(tiny_run, tmp_path):
 def test_interpolation_ends_are_the_reconstructions_of_the_inputs(tiny_run, tmp_path):
     loaded = load_checkpoint(tiny_run["ckpt"])
     a, b = sorted(tiny_run["midi"].glob("*.mid"))[:2]
-    z = interpolation_z(loaded, str(a), str(b), steps=4, batch_size=8)
+    rules = token_rules(loaded.tokenizer)
+    z = interpolation_z(loaded, str(a), str(b), steps=4, batch_size=8, rules=rules)
     from musicvae.data.segments import midi_to_segments
 
     firsts = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
-    mu, _ = encode_segments(loaded.model, firsts, batch_size=8)
+    mu, _ = encode_segments(loaded.model, firsts, batch_size=8, bar_ids=rules.bar_ids)
     assert torch.allclose(z[0], mu[0], atol=1e-6) and torch.allclose(z[-1], mu[1], atol=1e-5)
     greedy = SamplingConfig(top_k=1, max_tokens=128)
-    ends = decode_z(loaded.model, z[[0, -1]], greedy, 8, torch.Generator().manual_seed(0))
-    assert ends == decode_z(loaded.model, mu, greedy, 8, torch.Generator().manual_seed(1))
+    ends = decode_latents(loaded.model, z[[0, -1]], greedy, rules, torch.Generator().manual_seed(0))
+    assert ends == decode_latents(loaded.model, mu, greedy, rules, torch.Generator().manual_seed(1))
     summary = sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="interpolate", input=str(a), input2=str(b),
                                    steps=4, out_dir=str(tmp_path)))  # fmt: skip
     assert len(summary["results"]) == 4 and (tmp_path / "interpolate_grid.png").stat().st_size > 1000
@@ -119,7 +120,7 @@ def test_sample_script_errors_without_traceback(tmp_path):
 
 
 def test_malformed_token_sequences_still_write_valid_midi(remi_tokenizer, tmp_path):
-    from musicvae.sampling import write_midi
+    from musicvae.render import write_midi
 
     g = torch.Generator().manual_seed(0)
     vocab = len(remi_tokenizer)
@@ -149,10 +150,11 @@ def test_reconstruction_keeps_a_silent_stretch_in_place(tiny_run, tmp_path, monk
     pm.instruments.append(piano)
     pm.write(str(tmp_path / "gap.mid"))
     # One marker token per decoded window, so the reassembly itself is what is checked.
-    monkeypatch.setattr(sampling, "decode_z", lambda model, z, *args: [[1000 + i] for i in range(len(z))])
+    monkeypatch.setattr(sampling, "reconstruct_segments", lambda model, segs, z, *args: [[1000 + i] for i in range(len(z))])
     loaded = load_checkpoint(tiny_run["ckpt"])
     req = SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="reconstruct", input=str(tmp_path / "gap.mid"))
-    z, results = sampling.reconstruct_file(loaded, str(tmp_path / "gap.mid"), SamplingConfig(), req, None, ())
+    rules = token_rules(loaded.tokenizer)
+    z, results = sampling.reconstruct_file(loaded, str(tmp_path / "gap.mid"), SamplingConfig(), req, None, rules)
     bar = loaded.tokenizer.vocab["Bar_None"]
     assert len(z) == 2  # the silent window is not encoded
     assert results == [1000, bar, bar, bar, bar, 1001]  # ... but its four bars keep their place

@@ -59,7 +59,7 @@ def test_overfitting_one_batch_drives_recon_down(mode):
         enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
     # The real training_step (loss, β, free bits) and the real optimizer (configure_optimizers).
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(RepeatBatch((tokens, mask), 80), batch_size=None))
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(RepeatBatch((tokens, mask, torch.zeros_like(tokens)), 80), batch_size=None))
     assert trainer.global_step == 80
     end = recon()
     assert start > 2.5  # ~log(24) at init

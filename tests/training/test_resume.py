@@ -129,8 +129,8 @@ def test_a_diverging_run_stops_with_one_clear_error_or_skips(overrides, compose_
 
     real = VAEModule.loss_terms
 
-    def poisoned(self, tokens, mask, step):  # a loss that turns NaN at step 15, like a diverging run
-        terms = real(self, tokens, mask, step)
+    def poisoned(self, tokens, mask, step, bars=None):  # a loss that turns NaN at step 15, like a diverging run
+        terms = real(self, tokens, mask, step, bars)
         if step >= 15:
             terms["loss"] = terms["loss"] * float("nan")
         return terms

@@ -36,8 +36,8 @@ class SampleBenchSize:
 class NoEOSMusicVAE(MusicVAE):
     """The same model with EOS forbidden, so that every sequence has exactly `length` tokens."""
 
-    def decode(self, tokens, z, cache=None):
-        logits = super().decode(tokens, z, cache)
+    def decode(self, tokens, z, cache=None, bars=None):
+        logits = super().decode(tokens, z, cache, bars)
         logits[..., EOS_ID] = float("-inf")
         return logits
 

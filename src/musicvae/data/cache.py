@@ -68,7 +68,7 @@ from musicvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: pieces stored once, windows as spans; split by content
+CACHE_FORMAT = 3  # 2: pieces stored once, windows as spans; split by content. 3: no cut after a Position
 MIDI_SUFFIXES = (".mid", ".midi")
 ABANDONED_AFTER_S = 24 * 3600  # a temporary build folder untouched this long is deleted from any host
 

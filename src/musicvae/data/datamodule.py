@@ -3,12 +3,14 @@
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
     dm.prepare_data()        # export the corpus if needed, build or load the cache (UserError on user mistakes)
     dm.setup("fit")          # load the splits
-    tokens, mask = next(iter(dm.train_dataloader()))
+    tokens, mask, bars = next(iter(dm.train_dataloader()))
 
-Batches are `(tokens, mask)`:
+Batches are `(tokens, mask, bars)`:
 - `tokens`: LongTensor[B, T]; row i is `BOS, <segment i's tokens>, EOS, PAD, PAD, ...`
   with PAD_ID = 0, BOS_ID = 1, EOS_ID = 2 (the tokenizer's own ids, `dm.tokenizer[...]` decodes them);
 - `mask`: BoolTensor[B, T], True on BOS..EOS inclusive, False on padding;
+- `bars`: LongTensor[B, T], the bar of every token (0 for BOS and the first bar, counted from the
+  Bar tokens; EOS and PAD in the last bar): what a per-bar latent (`model.latent=bar`) needs;
 - T = the longest row of the batch (<= `dm.max_len` = data.max_tokens + 2).
 
 Training batches are shuffled and, when `data.transpose` > 0, each segment is shifted by a random
@@ -21,7 +23,7 @@ DataLoader workers and pinned memory follow the device the attached trainer trai
 
 Validation runs on a fixed sample (`musicvae.data.eval_sample`): `data.val_segments` segments drawn
 across the val pieces with `data.val_sample_seed`, the same for every run. Its batches are
-`(tokens, mask, positions)`, positions LongTensor[B] indexing `dm.val_sample`; under DDP each rank
+`(tokens, mask, bars, positions)`, positions LongTensor[B] indexing `dm.val_sample`; under DDP each rank
 takes its share of the positions, none twice.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -47,7 +50,7 @@ from musicvae.data.loading import (
     collate_segments,
 )
 from musicvae.data.segments import SPLITS, check_compatible
-from musicvae.data.tokenize import TokenTable, build_tokenizer, token_table
+from musicvae.data.tokenize import TokenTable, bar_ids, build_tokenizer, token_table
 from musicvae.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -102,11 +105,6 @@ class SegmentDataset(Dataset):
         return torch.from_numpy(ids)
 
 
-def _collate_val(batch):
-    """A module-level function (picklable for DataLoader workers)."""
-    return collate_with_positions(batch, collate_segments)
-
-
 class MidiDataModule(pl.LightningDataModule):
     """Bar-aligned MIDI segments from `cfg.data` tokenized as `cfg.tokenizer` (see the module docstring)."""
 
@@ -126,6 +124,11 @@ class MidiDataModule(pl.LightningDataModule):
             self._tokenizer = build_tokenizer(self.tokenizer_params)
             check_compatible(self._tokenizer, self.settings)
         return self._tokenizer
+
+    @property
+    def collate(self) -> partial:
+        """Segments -> (tokens, mask, bars) batches (picklable, for DataLoader workers)."""
+        return partial(collate_segments, bar_ids=bar_ids(self.tokenizer))
 
     @property
     def vocab_size(self) -> int:
@@ -191,18 +194,18 @@ class MidiDataModule(pl.LightningDataModule):
         return self._val_sample
 
     def val_sample_batches(self) -> DataLoader:
-        """The whole validation sample in position order, as (tokens, mask, positions) batches (every rank)."""
+        """The whole validation sample in position order, as (tokens, mask, bars, positions) batches (every rank)."""
         # built at every validation, so no worker processes: starting them would cost more than the batches
         return self._val_loader(rank=0, world_size=1, settings=LoaderSettings(workers=0, pin_memory=False))
 
     def _val_loader(self, rank: int, world_size: int, settings: LoaderSettings) -> DataLoader:
-        """Rank `rank`'s share of the fixed validation sample: (tokens, mask, positions) batches."""
+        """Rank `rank`'s share of the fixed validation sample: (tokens, mask, bars, positions) batches."""
         dataset = EvalSampleDataset(self.datasets["val"], self.val_sample)
         return DataLoader(
             dataset,
             batch_size=self.settings.batch_size,
             sampler=ShardedSampler(dataset, rank, world_size),
-            collate_fn=_collate_val,
+            collate_fn=partial(collate_with_positions, collate=self.collate),
             **settings.dataloader_kwargs(),
         )
 
@@ -240,13 +243,13 @@ class MidiDataModule(pl.LightningDataModule):
         else:  # under DDP Lightning puts a DistributedSampler in
             batching = {"dataset": dataset, "batch_size": self.settings.batch_size, "shuffle": shuffle}
         log.debug("%s loader: %s", split, settings)
-        return DataLoader(**batching, collate_fn=collate_segments, **settings.dataloader_kwargs())
+        return DataLoader(**batching, collate_fn=self.collate, **settings.dataloader_kwargs())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        """The fixed validation sample, this rank's share of it: (tokens, mask, positions) batches."""
+        """The fixed validation sample, this rank's share of it: (tokens, mask, bars, positions) batches."""
         rank, world = self._rank_and_world()
         return self._val_loader(rank, world, self.loader_settings())
 

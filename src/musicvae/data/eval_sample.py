@@ -94,8 +94,8 @@ class ShardedSampler(DistributedSampler):
         return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
-def collate_with_positions(batch, collate) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """[(segment, position)] → (tokens [B, T], mask [B, T], positions LongTensor[B])."""
+def collate_with_positions(batch, collate) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[(segment, position)] → (tokens [B, T], mask [B, T], bars [B, T], positions LongTensor[B])."""
     segments, positions = zip(*batch, strict=True)
-    tokens, mask = collate(list(segments))
-    return tokens, mask, torch.tensor(positions, dtype=torch.long)
+    tokens, mask, bars = collate(list(segments))
+    return tokens, mask, bars, torch.tensor(positions, dtype=torch.long)

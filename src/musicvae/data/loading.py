@@ -4,7 +4,7 @@ and the DataLoader settings for the device the model trains on.
     settings = LoaderSettings.for_device("auto", torch.device("cuda", 0))   # workers, pinned memory
     sampler = LengthGroupedBatches(lengths, batch_size=32, rank=0, world_size=2, seed=0)
     loader = DataLoader(BatchedDataset(dataset), sampler=sampler, batch_size=None,
-                        collate_fn=collate_segments, **settings.dataloader_kwargs())
+                        collate_fn=partial(collate_segments, bar_ids=bar_ids(tok)), **settings.dataloader_kwargs())
     sampler.set_epoch(1)   # Lightning does this at every epoch: a new order, the same on every rank
 
 `MidiDataModule` builds its loaders with these; see its docstring for the batch format.
@@ -26,10 +26,24 @@ from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID
 AUTO_WORKERS_CAP = 4  # more workers than this only add start-up time: a batch of segments is cheap to build
 
 
-def collate_segments(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T]) framed BOS ... EOS, padded with PAD.
+def bar_index(tokens: torch.Tensor, bar_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """The bar of every token (B, T) -> (B, T) long: the number of Bar tokens at or before it, minus 1.
 
-    T = the longest segment + 2. Row i: BOS, segment i, EOS, PAD, ...; mask True on BOS..EOS.
+    A Bar token opens its bar, so it is in the bar it opens; BOS is in bar 0 (it predicts the first
+    Bar), EOS and PAD in the last bar. Generation counts the same way as it emits tokens.
+    """
+    bar_ids = torch.as_tensor(bar_ids, dtype=tokens.dtype, device=tokens.device)
+    return (torch.isin(tokens, bar_ids).cumsum(dim=1) - 1).clamp(min=0)
+
+
+def collate_segments(
+    batch: Sequence[torch.Tensor], bar_ids: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T], bars LongTensor[B, T]).
+
+    Rows are framed BOS ... EOS and padded with PAD; T = the longest segment + 2. Row i: BOS, segment i,
+    EOS, PAD, ...; mask True on BOS..EOS; bars: each token's bar (`bar_index`, from the Bar tokens
+    `bar_ids` of the tokenizer: `data.tokenize.bar_ids`).
     """
     lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)  # [B]
     body = pad_sequence(list(batch), batch_first=True, padding_value=PAD_ID)  # [B, L], L = lengths.max()
@@ -39,7 +53,7 @@ def collate_segments(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch
     tokens[:, 1 : longest + 1] = body  # the segments' padding is PAD already
     tokens[torch.arange(n_rows), lengths + 1] = EOS_ID  # right after each segment
     mask = torch.arange(longest + 2) < (lengths + 2).unsqueeze(1)  # [B, T]: BOS + segment + EOS
-    return tokens, mask
+    return tokens, mask, bar_index(tokens, bar_ids)
 
 
 class BatchedDataset(Dataset):

@@ -138,13 +138,15 @@ def cap_segment(
     """Apply the token cap: (ids or None if dropped, 'ok' | 'overlong_truncated' | 'overlong_dropped').
 
     Truncation cuts just before the last event start (Bar, Position, a note, ...) at or below the cap,
-    so no note loses its Velocity/Duration.
+    so no note loses its Velocity/Duration, and never right after a Position (REMI's grammar wants a
+    note there: the grammar mask of decoding would never end a segment that way).
     """
     if len(ids) <= max_tokens:
         return ids, "ok"
     if overlong == "drop":
         return None, "overlong_dropped"
     cuts = np.flatnonzero(table.event_start[ids[1 : max_tokens + 1]]) + 1
+    cuts = cuts[~table.position[ids[cuts - 1]]]  # not right after a Position: it would end without its note
     if len(cuts) == 0 or not table.note[ids[: cuts[-1]]].any():
         return None, "overlong_dropped"
     return ids[: cuts[-1]], "overlong_truncated"

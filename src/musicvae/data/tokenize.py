@@ -140,12 +140,18 @@ class TokenTable:
     types: tuple[str, ...]  # "Bar", "Position", "Pitch", ...
     bar: np.ndarray  # bool: a Bar token that opens a bar (not Bar_End)
     note: np.ndarray  # bool: a note's pitch token (Pitch, PitchDrum, ...)
+    position: np.ndarray  # bool: a Position token (a note must follow it)
     event_start: np.ndarray  # bool: a sequence may be cut just before this token
     special: np.ndarray  # bool: PAD/BOS/EOS/MASK
     pitch: np.ndarray  # int: MIDI pitch of a Pitch token, -1 for other tokens
     pitch_to_id: np.ndarray  # int[128]: id of Pitch_p, -1 where p is outside the vocabulary
     pitch_low: int  # lowest and highest pitch with a Pitch token
     pitch_high: int
+
+
+def bar_ids(tokenizer: MusicTokenizer) -> tuple[int, ...]:
+    """Ids of the tokens that open a bar (REMI: Bar_None): batches count them into bar indices."""
+    return tuple(int(i) for i in np.flatnonzero(token_table(tokenizer).bar))
 
 
 def _event_start_types(config: TokenizerConfig) -> set[str]:
@@ -173,6 +179,7 @@ def token_table(tokenizer: MusicTokenizer) -> TokenTable:
         types=types,
         bar=np.array([ty == "Bar" and t != "Bar_End" for t, ty in zip(tokens, types, strict=True)]),
         note=np.array([ty in _NOTE_TYPES for ty in types]),
+        position=np.array([ty == "Position" for ty in types]),
         event_start=np.array([ty in starts for ty in types]),
         special=np.array([ty in special_types for ty in types]),
         pitch=pitch,

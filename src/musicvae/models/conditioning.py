@@ -1,12 +1,20 @@
 """How the decoder is conditioned on z: one small class per mode, one shared interface.
 
-The decoder touches its conditioning at named points only, so it stays one loop:
+z comes as K latents per sequence, (B, K, c): K = 1 for a segment latent, one per bar with
+`model.latent=bar`, where bars (B, T) says which bar each decoder position is in and bar k's z
+conditions bar k's positions. The decoder touches its conditioning at named points only, so it stays
+one loop:
 
-    state = cond.prepare(z)                        # once per sequence (reused by the KV cache)
-    x = cond.input_embeddings(x, state)            # token embeddings, (B, T, D)
+    state = cond.prepare(z)                        # once per sequence (the KV cache keeps it)
+    view = cond.select(state, bars)                # for the positions at hand: bars (B, T) or None
+    x = cond.input_embeddings(x, view)             # token embeddings, (B, T, D)
     p = cond.prefix(state)                         # tokens prepended to the input, (B, P, D) or None
-    x, h = cond.attention_input(i, x, norm, state) # every layer i: residual stream, self-attention input
-    m = cond.memory(state)                         # tokens every layer cross-attends to, or None
+    x, h = cond.attention_input(i, x, norm, view)  # every layer i: residual stream, self-attention input
+    m, m_mask = cond.memory(state, view)           # what every layer cross-attends to, or (None, None)
+
+`select` is where per-bar conditions follow the positions: a cached decode calls it with the new
+positions' bars only, so nothing per position is cached, and nothing needs slicing by the cache offset
+(x-transformers' cached decoding cuts its input to the new positions but not a per-token condition).
 
 A new mode is one subclass registered with `@register("name")` plus one YAML file in
 `configs/model/conditioning/` whose `mode:` names it; its other keys are the constructor's options.
@@ -33,33 +41,56 @@ def register(name: str):
     return add
 
 
+def at_bars(per_latent: torch.Tensor, bars: torch.Tensor | None) -> torch.Tensor:
+    """(B, K, D), a row per latent -> each position's bar's row (B, T, D); (B, 1, D) as it is when K = 1
+    (a segment latent broadcasts over time: no gather)."""
+    k = per_latent.shape[1]
+    if k == 1:
+        return per_latent
+    if bars is None:
+        raise ValueError(f"{k} latents per sequence need the bar index of every position (bars)")
+    index = bars.clamp(0, k - 1)[..., None].expand(-1, -1, per_latent.shape[-1])  # (B, T, D)
+    return per_latent.gather(1, index)
+
+
 class Conditioning(nn.Module):
     """Base class: every hook leaves the decoder untouched (z does not enter there)."""
 
     mode = "base"
-    n_prefix = 0  # tokens this mode prepends to the decoder input
+    prefix_per_latent = 0  # tokens this mode prepends to the decoder input, per latent
     uses_memory = False  # whether decoder layers get a cross-attention sub-layer
 
-    def __init__(self, latent_dim: int, d_model: int, n_layers: int):
+    def __init__(self, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1):
         super().__init__()
         self.latent_dim, self.d_model, self.n_layers = latent_dim, d_model, n_layers
+        self.max_latents = max_latents  # latents per sequence at most: 1, or model.max_bars with latent=bar
 
-    def prepare(self, z: torch.Tensor) -> torch.Tensor | None:
-        """z (B, c) -> whatever the hooks need, computed once per sequence."""
+    @property
+    def max_prefix(self) -> int:
+        """Most positions the prefix can take (sizes the decoder's position table and the KV cache)."""
+        return self.prefix_per_latent * self.max_latents
+
+    def prepare(self, z: torch.Tensor):
+        """z (B, K, c) -> whatever the hooks need, computed once per sequence."""
         return None
 
-    def input_embeddings(self, x: torch.Tensor, state) -> torch.Tensor:
+    def select(self, state, bars: torch.Tensor | None):
+        """The state as the positions at hand see it; bars (B, T): each one's bar (None when K = 1)."""
+        return None
+
+    def input_embeddings(self, x: torch.Tensor, view) -> torch.Tensor:
         return x
 
     def prefix(self, state) -> torch.Tensor | None:
         return None
 
-    def attention_input(self, layer: int, x: torch.Tensor, norm: nn.Module, state):
+    def attention_input(self, layer: int, x: torch.Tensor, norm: nn.Module, view):
         """Return (residual stream, input to self-attention) for decoder layer `layer`. x: (B, T, D)."""
         return x, norm(x)
 
-    def memory(self, state) -> torch.Tensor | None:
-        return None
+    def memory(self, state, view) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(memory (B, M, D), key mask (B, T, M) or None) that every layer cross-attends to."""
+        return None, None
 
 
 @register("none")
@@ -69,31 +100,39 @@ class NoConditioning(Conditioning):
 
 @register("embedding")
 class EmbeddingConditioning(Conditioning):
-    """z projected to the model width and added to the input embeddings only: the first layer sees it."""
+    """z projected to the model width and added to the input embeddings only: the first layer sees it.
+    Per bar: bar k's projection is added to the embeddings of bar k's tokens."""
 
-    def __init__(self, latent_dim: int, d_model: int, n_layers: int):
-        super().__init__(latent_dim, d_model, n_layers)
+    def __init__(self, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1):
+        super().__init__(latent_dim, d_model, n_layers, max_latents)
         self.proj = nn.Linear(latent_dim, d_model)
 
     def prepare(self, z):
-        return self.proj(z).unsqueeze(1)  # (B, 1, D): broadcasts over time
+        return self.proj(z)  # (B, K, D)
 
-    def input_embeddings(self, x, state):
-        return x + state
+    def select(self, state, bars):
+        return at_bars(state, bars)  # (B, T or 1, D)
+
+    def input_embeddings(self, x, view):
+        return x + view
 
 
 @register("prefix")
 class PrefixConditioning(Conditioning):
-    """z projected to one token prepended to the decoder input (x-transformers' GPTVAE)."""
+    """Each z projected to one token prepended to the decoder input (x-transformers' GPTVAE). Per bar: K
+    tokens, bar k's at prefix position k, and every position attends to all of them (as cross-attention's
+    `bar_view=all`, through self-attention): the decoder learns which one is its bar's."""
 
-    n_prefix = 1
+    prefix_per_latent = 1
 
-    def __init__(self, latent_dim: int, d_model: int, n_layers: int):
-        super().__init__(latent_dim, d_model, n_layers)
+    def __init__(self, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1):
+        super().__init__(latent_dim, d_model, n_layers, max_latents)
         self.proj = nn.Linear(latent_dim, d_model)
 
     def prepare(self, z):
-        return self.proj(z).unsqueeze(1)  # (B, 1, D)
+        if z.shape[1] > self.max_latents:
+            raise ValueError(f"{z.shape[1]} latents exceed the prefix's {self.max_latents} (model.max_bars)")
+        return self.proj(z)  # (B, K, D)
 
     def prefix(self, state):
         return state
@@ -110,8 +149,9 @@ class InAttentionConditioning(Conditioning):
       post_norm (default): attention input = LN(x) + w; the residual stream x never holds z.
       pre_norm  (x-transformers `in_attn_cond`): attention input = LN(x + w); residual stream untouched.
       residual  (MuseMorphose): x <- x + w, then attention input = LN(x); z accumulates in the stream.
-    One Linear(c, D) shared by all layers (MuseMorphose), or one per layer with `per_layer`. The add is
-    broadcast over time, so the condition size c is independent of D and of the sequence length.
+    One Linear(c, D) shared by all layers (MuseMorphose), or one per layer with `per_layer`. A segment
+    latent is broadcast over time, so the condition size c is independent of D and of the sequence
+    length; per bar, w is (B, T, D): each position carries its bar's projection, in every layer.
     """
 
     def __init__(
@@ -119,11 +159,12 @@ class InAttentionConditioning(Conditioning):
         latent_dim: int,
         d_model: int,
         n_layers: int,
+        max_latents: int = 1,
         position: str = "post_norm",
         per_layer: bool = False,
         bias: bool = False,
     ):
-        super().__init__(latent_dim, d_model, n_layers)
+        super().__init__(latent_dim, d_model, n_layers, max_latents)
         if position not in IN_ATTENTION_POSITIONS:
             raise UserError(
                 f"model.conditioning.position={position!r} is not one of {', '.join(IN_ATTENTION_POSITIONS)}"
@@ -133,10 +174,13 @@ class InAttentionConditioning(Conditioning):
         self.proj = nn.ModuleList(nn.Linear(latent_dim, d_model, bias=bias) for _ in range(n_proj))
 
     def prepare(self, z):
-        return [p(z).unsqueeze(1) for p in self.proj]  # per projection: (B, 1, D)
+        return [p(z) for p in self.proj]  # per projection: (B, K, D)
 
-    def attention_input(self, layer, x, norm, state):
-        w = state[layer if len(state) > 1 else 0]  # (B, 1, D), broadcast over the T positions
+    def select(self, state, bars):
+        return [at_bars(w, bars) for w in state]  # per projection: (B, T or 1, D)
+
+    def attention_input(self, layer, x, norm, view):
+        w = view[layer if len(view) > 1 else 0]  # (B, T or 1, D)
         if self.position == "post_norm":
             return x, norm(x) + w
         if self.position == "pre_norm":
@@ -145,38 +189,63 @@ class InAttentionConditioning(Conditioning):
         return x, norm(x)
 
 
+BAR_VIEWS = ("own", "all")
+
+
 @register("cross_attention")
 class CrossAttentionConditioning(Conditioning):
-    """z -> `n_memory` memory tokens (Linear(c, n_memory * D)); every layer cross-attends to them."""
+    """Each z -> `n_memory` memory tokens (Linear(c, n_memory * D)); every layer cross-attends to them.
+
+    Per bar (K latents, K * n_memory tokens), `bar_view` says which a position sees: `own` (default)
+    its own bar's tokens only, as in-attention gives each position its bar's z; `all` every bar's, so a
+    position can also look at the bars around it (the phrase it sits in).
+    """
 
     uses_memory = True
 
-    def __init__(self, latent_dim: int, d_model: int, n_layers: int, n_memory: int = 4):
-        super().__init__(latent_dim, d_model, n_layers)
+    def __init__(
+        self, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1, n_memory: int = 4, bar_view: str = "own"
+    ):
+        super().__init__(latent_dim, d_model, n_layers, max_latents)
         if n_memory < 1:
             raise UserError(f"model.conditioning.n_memory={n_memory} must be at least 1")
-        self.n_memory = n_memory
+        if bar_view not in BAR_VIEWS:
+            raise UserError(f"model.conditioning.bar_view={bar_view!r} is not one of {', '.join(BAR_VIEWS)}")
+        self.n_memory, self.bar_view = n_memory, bar_view
         self.proj = nn.Linear(latent_dim, n_memory * d_model)
 
     def prepare(self, z):
-        return self.proj(z).view(z.shape[0], self.n_memory, self.d_model)  # (B, M, D)
+        b, k, _ = z.shape
+        return self.proj(z).view(b, k * self.n_memory, self.d_model)  # (B, K*M, D): bar j's at j*M..
 
-    def memory(self, state):
-        return state
+    def select(self, state, bars):
+        k = state.shape[1] // self.n_memory
+        if k == 1 or self.bar_view == "all":
+            return None
+        if bars is None:
+            raise ValueError(f"{k} latents per sequence need the bar index of every position (bars)")
+        key_bar = torch.arange(k, device=state.device).repeat_interleave(self.n_memory)  # (K*M,)
+        return key_bar[None, None, :] == bars.clamp(0, k - 1)[:, :, None]  # (B, T, K*M): its own bar's
+
+    def memory(self, state, view):
+        return state, view
 
 
-def build_conditioning(mode: str, latent_dim: int, d_model: int, n_layers: int, **options) -> Conditioning:
+def build_conditioning(
+    mode: str, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1, **options
+) -> Conditioning:
     """The conditioning named `mode` with its options (the keys of its YAML besides `mode`)."""
     if mode not in CONDITIONINGS:
         raise UserError(
             f"model.conditioning.mode={mode!r} is unknown; choose one of {', '.join(sorted(CONDITIONINGS))}"
         )
     cls = CONDITIONINGS[mode]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "latent_dim", "d_model", "n_layers")]
+    fixed = ("self", "latent_dim", "d_model", "n_layers", "max_latents")
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in fixed]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UserError(
             f"model.conditioning.{unknown[0]} is not an option of mode {mode!r} "
             f"(its options: {', '.join(allowed) or 'none'})"
         )
-    return cls(latent_dim, d_model, n_layers, **options)
+    return cls(latent_dim, d_model, n_layers, max_latents, **options)

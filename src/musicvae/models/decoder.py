@@ -2,7 +2,8 @@
 
 Where z enters is the conditioning's business (see conditioning.py); the decoder only calls its hooks.
 Incremental decoding keeps a `DecoderCache`: per layer the self-attention keys/values seen so far (and
-the cross-attention memory's keys/values, computed once), plus the prepared z projections.
+the cross-attention memory's keys/values, computed once), plus the prepared z projections (per latent,
+never per position: each step selects its positions' bars from them).
 """
 
 from __future__ import annotations
@@ -43,20 +44,26 @@ class DecoderBlock(nn.Module):
         index: int,
         x: torch.Tensor,
         cond: Conditioning,
-        state,
+        view,
         memory: torch.Tensor | None,
+        memory_mask: torch.Tensor | None,
         self_cache: KVCache | None,
         cross_cache: KVCache | None,
     ) -> torch.Tensor:
-        x, h = cond.attention_input(index, x, self.ln_attn, state)  # (B, T, D) each
+        x, h = cond.attention_input(index, x, self.ln_attn, view)  # (B, T, D) each
         x = x + self.attn(h, causal=True, cache=self_cache)
         if self.cross is not None:
-            x = x + self.cross(self.ln_cross(x), memory=memory, cache=cross_cache)
+            x = x + self.cross(self.ln_cross(x), memory=memory, key_mask=memory_mask, cache=cross_cache)
         return x + self.ff(self.ln_ff(x))
 
 
 class Decoder(nn.Module):
-    """(tokens (B, T), z (B, c)) -> next-token logits (B, T, V); logits[:, t] predicts tokens[:, t+1]."""
+    """(tokens (B, T), z (B, c) or (B, K, c), bars (B, T)) -> next-token logits (B, T, V).
+
+    logits[:, t] predicts tokens[:, t+1]. With K latents per sequence (one per bar), bars[:, t] is the
+    bar of position t (BOS: bar 0), so bar k's z conditions the prediction of every token after a
+    position of bar k, including the Bar token that opens bar k + 1.
+    """
 
     def __init__(
         self,
@@ -72,7 +79,7 @@ class Decoder(nn.Module):
     ):
         super().__init__()
         self.cond = conditioning
-        self.embed = TokenEmbedding(vocab_size, d_model, max_len + conditioning.n_prefix, dropout)
+        self.embed = TokenEmbedding(vocab_size, d_model, max_len + conditioning.max_prefix, dropout)
         self.blocks = nn.ModuleList(
             DecoderBlock(d_model, heads, ff_mult, dropout, attn_dropout, cross=conditioning.uses_memory) for _ in range(layers)
         )
@@ -86,21 +93,27 @@ class Decoder(nn.Module):
         n, capacity = len(self.blocks), max_positions or self.embed.max_len
         return DecoderCache([KVCache(capacity) for _ in range(n)], [KVCache() for _ in range(n)])
 
-    def forward(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
-        """Teacher-forced over all of `tokens`; with a `cache`, `tokens` are only the new positions."""
+    def forward(
+        self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None, bars: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced over all of `tokens`; with a `cache`, `tokens` (and `bars`) are only the new positions."""
         first = cache is None or cache.length == 0
-        state = self.cond.prepare(z) if first else cache.state
+        if first:
+            state = self.cond.prepare(z if z.dim() == 3 else z[:, None])  # (B, K, c): K latents per sequence
+        else:
+            state = cache.state
+        view = self.cond.select(state, bars)
         start = 0 if cache is None else cache.length
-        n_prefix = self.cond.n_prefix if first else 0
-        x = self.cond.input_embeddings(self.embed(tokens, start=start + n_prefix), state)  # (B, T, D)
+        prefix = self.cond.prefix(state) if first else None  # (B, P, D) or None
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        x = self.cond.input_embeddings(self.embed(tokens, start=start + n_prefix), view)  # (B, T, D)
         if n_prefix:
-            p = self.cond.prefix(state) + self.embed.position(start, n_prefix, x.device)  # (B, P, D)
-            x = torch.cat([p, x], dim=1)  # (B, P + T, D)
-        memory = self.cond.memory(state)
+            x = torch.cat([prefix + self.embed.position(start, n_prefix, x.device), x], dim=1)  # (B, P + T, D)
+        memory, memory_mask = self.cond.memory(state, view)
         for i, block in enumerate(self.blocks):
             self_cache = cache.self_attn[i] if cache is not None else None
             cross_cache = cache.cross_attn[i] if cache is not None else None
-            x = block(i, x, self.cond, state, memory, self_cache, cross_cache)
+            x = block(i, x, self.cond, view, memory, memory_mask, self_cache, cross_cache)
         if cache is not None:
             cache.state = state
             cache.length += x.shape[1]

@@ -1,4 +1,13 @@
-"""Bidirectional Transformer encoder: a token segment -> the posterior q(z|x) = N(mu, diag(exp(logvar)))."""
+"""Bidirectional Transformer encoder: a token segment -> the posterior q(z|x) = N(mu, diag(exp(logvar))).
+
+Two granularities (`latent`):
+  segment: one z for the whole segment; attention over all its tokens, one pooled vector.
+  bar: one z per bar (MuseMorphose). Each bar is encoded on its own: attention is restricted to the bar's
+    tokens (a block-diagonal mask, all bars in one batched pass) and positions restart at every bar, so
+    bar k's z is a function of bar k alone, wherever it stands. That is what makes bar latents
+    recombinable (swap bars 5-8 for another piece's and decode); attention over the whole segment would
+    let every bar's z carry its neighbours. BOS and EOS belong to no bar here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ from torch import nn
 from musicvae.models.layers import Attention, FeedForward, TokenEmbedding
 
 POOLINGS = ("summary", "mean")
+LATENTS = ("segment", "bar")
 
 
 class EncoderBlock(nn.Module):
@@ -26,10 +36,11 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """(tokens (B, T), mask (B, T)) -> (mu (B, c), logvar (B, c)).
+    """(tokens (B, T), mask (B, T)[, bars (B, T)]) -> (mu, logvar): (B, c) each, or (B, K, c) per bar.
 
-    Pooling: `summary` prepends a learned token whose output summarizes the segment (as BERT's
-    [CLS]); `mean` averages the outputs over the non-pad tokens.
+    Pooling, per segment: `summary` prepends a learned token whose output summarizes the segment (as
+    BERT's [CLS]); `mean` averages the outputs over the non-pad tokens. Per bar: `summary` takes the
+    output at the bar's Bar token (its first, as MuseMorphose); `mean` averages over the bar's tokens.
     """
 
     def __init__(
@@ -44,20 +55,29 @@ class Encoder(nn.Module):
         dropout: float,
         pooling: str,
         attn_dropout: float = 0.0,
+        latent: str = "segment",
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"model.pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-        self.pooling = pooling
+        if latent not in LATENTS:
+            raise ValueError(f"model.latent={latent!r} is not one of {', '.join(LATENTS)}")
+        self.pooling, self.latent = pooling, latent
         self.embed = TokenEmbedding(vocab_size, d_model, max_len + 1, dropout)  # +1: summary token
         # Only when it is used: an unused parameter makes DDP fail (find_unused_parameters is slower).
-        self.summary = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "summary" else None
+        self.summary = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "summary" and latent == "segment" else None
         self.blocks = nn.ModuleList(EncoderBlock(d_model, heads, ff_mult, dropout, attn_dropout) for _ in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
         self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = mask.bool()  # a float mask would be *added* to attention scores by SDPA, not mask them
+        if self.latent == "bar":
+            if bars is None:
+                raise ValueError("model.latent=bar: the encoder needs the bar index of every token (bars)")
+            return self._posterior(self._encode_bars(tokens, mask, bars))
         if self.pooling == "summary":
             b = tokens.shape[0]
             x = self.embed(tokens, start=1)  # (B, T, D): positions 1..T, 0 is the summary's
@@ -74,8 +94,50 @@ class Encoder(nn.Module):
         else:
             m = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
+        return self._posterior(pooled)
+
+    def _encode_bars(self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor) -> torch.Tensor:
+        """Each bar on its own -> pooled (B, K, D); a bar absent from a row (a shorter segment) pools zeros."""
+        b, t = tokens.shape
+        body = bar_body(mask)  # (B, T): the segment's tokens, BOS and EOS excluded
+        k = int(bars[body].max()) + 1 if body.any() else 1
+        index = torch.arange(t, device=tokens.device)
+        starts = body & ((bars != bars.roll(1, dims=1)) | (index == 1))  # (B, T): each bar's first token
+        first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+        x = self.embed.dropout(self.embed.tok(tokens) + self.embed.pos(index - first))  # positions restart per bar
+        # (B, T, T): a token attends to the tokens of its own bar; BOS/EOS/PAD only to themselves (never empty)
+        same_bar = (bars[:, :, None] == bars[:, None, :]) & body[:, None, :] & body[:, :, None]
+        attend = same_bar | torch.eye(t, dtype=torch.bool, device=tokens.device)
+        for block in self.blocks:
+            x = block(x, attend)
+        x = self.ln_out(x)
+        slot = torch.where(body, bars, torch.full_like(bars, k))  # non-bar positions go to a dropped slot k
+        if self.pooling == "summary":
+            chosen = (starts & body).to(x.dtype)  # one token per bar: its Bar token
+        else:
+            chosen = body.to(x.dtype)
+        pooled = x.new_zeros(b, k + 1, x.shape[-1]).index_put_(
+            (torch.arange(b, device=x.device)[:, None].expand(b, t), slot), x * chosen[..., None], accumulate=True
+        )  # (B, K + 1, D)
+        count = x.new_zeros(b, k + 1).index_put_(
+            (torch.arange(b, device=x.device)[:, None].expand(b, t), slot), chosen, accumulate=True
+        )
+        return pooled[:, :k] / count[:, :k, None].clamp(min=1.0)  # (B, K, D)
+
+    def _posterior(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pooled (..., D) -> mu, logvar (..., c)."""
         # The posterior head in fp32 even under bf16 autocast: exp(logvar) and the KL amplify rounding
         # (bf16 keeps 8 bits of mantissa; a logvar of -6 rounds by ~0.03, its sigma by ~1.5%).
-        with torch.autocast(x.device.type, enabled=False):
-            mu, logvar = self.to_posterior(pooled.to(self.to_posterior.weight.dtype)).chunk(2, dim=-1)  # (B, c) each, fp32
+        with torch.autocast(pooled.device.type, enabled=False):
+            mu, logvar = self.to_posterior(pooled.to(self.to_posterior.weight.dtype)).chunk(2, dim=-1)  # (..., c), fp32
         return mu, logvar
+
+
+def bar_body(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) mask of BOS + segment + EOS + PAD rows -> (B, T) True on the segment's own tokens only."""
+    mask = mask.bool()
+    body = mask.clone()
+    body[:, 0] = False  # BOS
+    body[:, :-1] &= mask[:, 1:]  # the last True of each row is its EOS
+    body[:, -1] = False
+    return body

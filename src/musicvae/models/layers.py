@@ -75,7 +75,8 @@ class Attention(nn.Module):
         memory: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """x: (B, T, D) queries; key_mask: (B, S) True where a key may be attended; memory: (B, M, D).
+        """x: (B, T, D) queries; memory: (B, M, D). key_mask: True where a key may be attended, (B, S) for
+        every query alike or (B, T, S) per query (an encoder's bar blocks, a decoder position's own bar).
 
         With a `cache`, x holds only the new positions: their keys/values are appended (self-attention),
         or, for cross-attention, the memory's keys/values are computed once and reused.
@@ -90,8 +91,8 @@ class Attention(nn.Module):
             if cache is not None:
                 k, v = cache.append(k, v)
         mask = None
-        if key_mask is not None:
-            mask = key_mask[:, None, None, :]  # (B, 1, 1, S): broadcast over heads and queries
+        if key_mask is not None:  # (B, 1, 1 or T, S): broadcast over heads (and queries)
+            mask = key_mask[:, None, None, :] if key_mask.dim() == 2 else key_mask[:, None]
         # A causal step with a cache (T new queries after S-T cached keys) needs an offset mask;
         # a single new query may attend to every cached key, so no mask at all.
         is_causal = causal and memory is None and t > 1

@@ -11,7 +11,7 @@ from torch import nn
 from musicvae.errors import UserError
 from musicvae.models.conditioning import build_conditioning
 from musicvae.models.decoder import Decoder, DecoderCache
-from musicvae.models.encoder import POOLINGS, Encoder
+from musicvae.models.encoder import LATENTS, POOLINGS, Encoder, bar_body
 
 
 @dataclass
@@ -32,6 +32,8 @@ class VAEConfig:
     # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
     scaled_residual_init: bool = True
     pooling: str = "summary"  # summary | mean
+    latent: str = "segment"  # segment: one z per segment | bar: one z per bar (MuseMorphose)
+    max_bars: int = 16  # latent=bar: most bars per sequence a prefix conditioning takes (sizes its positions)
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
 
     def __post_init__(self):
@@ -45,6 +47,10 @@ class VAEConfig:
             raise UserError(f"model.d_model={self.d_model} must be divisible by model.heads={self.heads}")
         if self.pooling not in POOLINGS:
             raise UserError(f"model.pooling={self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if self.latent not in LATENTS:
+            raise UserError(f"model.latent={self.latent!r} is not one of {', '.join(LATENTS)}")
+        if self.max_bars < 1:
+            raise UserError(f"model.max_bars={self.max_bars} must be at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,9 +69,10 @@ RUN_OPTIONS = ("compile",)
 @dataclass
 class VAEOutput:
     logits: torch.Tensor  # (B, T-1, V): predictions of tokens[:, 1:]
-    mu: torch.Tensor  # (B, c)
-    logvar: torch.Tensor  # (B, c)
-    z: torch.Tensor  # (B, c)
+    mu: torch.Tensor  # (B, c), or (B, K, c) per bar
+    logvar: torch.Tensor  # (B, c), or (B, K, c)
+    z: torch.Tensor  # (B, c), or (B, K, c)
+    latent_mask: torch.Tensor | None = None  # (B, K) True where row b has bar k (per bar only)
 
 
 class MusicVAE(nn.Module):
@@ -74,10 +81,13 @@ class MusicVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(
             cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.encoder_layers,
-            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling, cfg.attn_dropout,
+            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling, cfg.attn_dropout, cfg.latent,
         )  # fmt: skip
         options = {k: v for k, v in cfg.conditioning.items() if k != "mode"}
-        cond = build_conditioning(cfg.conditioning["mode"], cfg.latent_dim, cfg.d_model, cfg.decoder_layers, **options)
+        max_latents = cfg.max_bars if cfg.latent == "bar" else 1
+        cond = build_conditioning(
+            cfg.conditioning["mode"], cfg.latent_dim, cfg.d_model, cfg.decoder_layers, max_latents, **options
+        )
         self.decoder = Decoder(
             cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond,
             cfg.attn_dropout,
@@ -109,9 +119,21 @@ class MusicVAE(nn.Module):
     def conditioning(self):
         return self.decoder.cond
 
-    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens, mask (B, T) -> mu, logvar (B, c), in fp32 even under autocast (see Encoder)."""
-        return self.encoder(tokens, mask)
+    @property
+    def per_bar(self) -> bool:
+        return self.cfg.latent == "bar"
+
+    def encode(
+        self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens, mask (B, T) -> mu, logvar (B, c); per bar (bars (B, T) needed): (B, K, c), K the most
+        bars of a row, a row's missing bars set to the prior (mu = logvar = 0: no KL, z ~ N(0, I)).
+        fp32 even under autocast (see Encoder)."""
+        mu, logvar = self.encoder(tokens, mask, bars)
+        if self.per_bar:
+            present = latent_mask(bars, mask, mu.shape[1])[..., None]  # (B, K, 1)
+            mu, logvar = mu * present, logvar * present
+        return mu, logvar
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,17 +142,29 @@ class MusicVAE(nn.Module):
         eps = torch.randn_like(mu) if eps is None else eps.float()
         return mu + eps * torch.exp(0.5 * logvar)
 
-    def decode(self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
-        """tokens (B, T), z (B, c) -> logits (B, T, V)."""
-        return self.decoder(tokens, z, cache)
+    def decode(
+        self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None, bars: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens (B, T), z (B, c) or (B, K, c), bars (B, T) with K > 1 -> logits (B, T, V)."""
+        return self.decoder(tokens, z, cache, bars)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, sample: bool | None = None) -> VAEOutput:
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, sample: bool | None = None, bars: torch.Tensor | None = None
+    ) -> VAEOutput:
         """Teacher-forced pass. z is sampled in training and mu in eval, unless `sample` says otherwise."""
-        mu, logvar = self.encode(tokens, mask)
+        mu, logvar = self.encode(tokens, mask, bars)
         sample = self.training if sample is None else sample
         z = self.reparameterize(mu, logvar) if sample else mu
-        logits = self.decode(tokens[:, :-1], z)  # predict tokens[:, 1:] from tokens[:, :-1]
-        return VAEOutput(logits, mu, logvar, z)
+        dec_bars = bars[:, :-1] if self.per_bar else None
+        logits = self.decode(tokens[:, :-1], z, bars=dec_bars)  # predict tokens[:, 1:] from tokens[:, :-1]
+        return VAEOutput(logits, mu, logvar, z, latent_mask(bars, mask, mu.shape[1]) if self.per_bar else None)
+
+
+def latent_mask(bars: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, K) True where row b holds bar k: bars (B, T) of BOS + segment + EOS rows, mask (B, T)."""
+    body = bar_body(mask)
+    last = torch.where(body, bars, torch.full_like(bars, -1)).max(dim=1).values  # (B,) a row's last bar
+    return torch.arange(k, device=bars.device)[None, :] <= last[:, None]
 
 
 def _init_weights(m: nn.Module) -> None:

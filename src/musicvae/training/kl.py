@@ -37,6 +37,21 @@ def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     return per_dim.sum()
 
 
+def segment_kl(kl_dims: Tensor, latent_mask: Tensor | None, free_bits: float) -> tuple[Tensor, Tensor]:
+    """(KL, KL after free bits), both in nats per segment, batch means.
+
+    kl_dims: [B, c] for one latent per segment, or [B, K, c] for one per bar with latent_mask [B, K]
+    (True where row b has bar k). Per bar, a segment's KL is the sum over its bars, and free bits floor
+    each dim's mean over *all bar latents* of the batch (so each bar latent may keep λ nats per dim, as
+    a segment latent does), times the mean number of bars per segment.
+    """
+    if latent_mask is None:
+        return kl_dims.sum(1).mean(), free_bits_kl(kl_dims, free_bits)
+    rows = kl_dims[latent_mask]  # [N, c]: the bar latents that exist
+    per_segment = rows.shape[0] / kl_dims.shape[0]  # mean bars per segment
+    return rows.sum() / kl_dims.shape[0], free_bits_kl(rows, free_bits) * per_segment
+
+
 @dataclass
 class KLConfig:
     """KL control settings (`configs/kl/*.yaml`).

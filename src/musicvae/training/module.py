@@ -12,6 +12,10 @@ same at every validation; z = mu except where a sampled z is said):
     z: ~0 = z unused), val/recon_acc (teacher-forced token accuracy). None depends on batch order.
 The KL of each latent dim goes to `kl_per_dim.jsonl` in the run dir (and a wandb histogram), not to
 64 columns of metrics.csv.
+
+With one latent per bar (`model.latent=bar`) the same keys are logged in the same units: KL, rate and
+MI in nats per segment (summed over its bars; free bits per dim over all bar latents), AU over the bar
+latents, z-gap with every bar's latent swapped for the same bar's latent of a segment of another piece.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import torch.nn.functional as F
 from musicvae.checkpoint import checkpoint_tag
 from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
-from musicvae.models.vae import MusicVAE, VAEConfig
-from musicvae.training.kl import KLConfig, beta_at, free_bits_kl, kl_per_dim
+from musicvae.models.vae import MusicVAE, VAEConfig, latent_mask
+from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 
 log = logging.getLogger(__name__)
 
@@ -69,36 +73,39 @@ class VAEModule(pl.LightningModule):
         nll = F.cross_entropy(logits.reshape(b * t, v).float(), tokens[:, 1:].reshape(b * t), reduction="none")
         return nll.view(b, t) * mask[:, 1:]
 
-    def loss_terms(self, tokens: torch.Tensor, mask: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self, tokens: torch.Tensor, mask: torch.Tensor, step: int, bars: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The training loss and its parts on one batch at a global step (z ~ q(z|x)).
 
-        loss = recon + β(step) · Σ_d max(mean_b KL_d, free_bits); recon and KL in nats per segment.
+        loss = recon + β(step) · Σ_d max(mean_b KL_d, free_bits); recon and KL in nats per segment
+        (per bar: see `segment_kl`).
         """
-        out = self.model(tokens, mask, sample=True)
+        out = self.model(tokens, mask, sample=True, bars=bars)
         nll = self.token_nll(out.logits, tokens, mask)  # (B, T-1)
         recon = nll.sum() / tokens.shape[0]  # nats per segment
-        kl_dims = kl_per_dim(out.mu.float(), out.logvar.float())  # (B, c)
-        kl_fb = free_bits_kl(kl_dims, self.kl_cfg.free_bits)
+        kl_dims = kl_per_dim(out.mu.float(), out.logvar.float())  # (B, c) or (B, K, c)
+        kl, kl_fb = segment_kl(kl_dims, out.latent_mask, self.kl_cfg.free_bits)
         beta = beta_at(step, self.kl_cfg)
         return {
             "loss": recon + beta * kl_fb,
             "recon": recon,
             "recon_tok": nll.sum() / mask[:, 1:].sum(),
-            "kl": kl_dims.sum(1).mean(),
+            "kl": kl,
             "kl_fb": kl_fb,
             "beta": torch.tensor(beta),
         }
 
     def training_step(self, batch, batch_idx):
-        tokens, mask = batch  # (B, T) each
-        terms = self.loss_terms(tokens, mask, self.global_step)
+        tokens, mask, bars = batch  # (B, T) each
+        terms = self.loss_terms(tokens, mask, self.global_step, bars)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         self.log("kl", terms["kl"], prog_bar=True, logger=False)
         return terms["loss"]
 
     # ----- validation: on the fixed sample, order-free, streamed sums reduced once ------------------
-    # Batches are (tokens, mask, positions) over `datamodule.val_sample` (see musicvae.data.eval_sample).
+    # Batches are (tokens, mask, bars, positions) over `datamodule.val_sample` (see musicvae.data.eval_sample).
     # At the start of each validation every rank encodes the whole sample (an encoder pass: cheap next to
     # the three decoder passes per batch) into a reference of posteriors. Each segment's own posterior,
     # its seeded noise and its z-gap partner (a segment of another piece) are looked up by position, and
@@ -113,46 +120,61 @@ class VAEModule(pl.LightningModule):
             self._ref = self._encode_val_sample()
 
     def _encode_val_sample(self) -> dict[str, torch.Tensor]:
-        """mu, logvar (N, c) float32 of the whole val sample, its fixed noise (N, c) and partners (N,)."""
+        """The whole val sample's posteriors, float32: mu, logvar (N, c) or (N, K, c) per bar, with the bars
+        each row has (N, K) (K the most bars of a segment); its fixed noise (like mu) and partners (N,)."""
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "val_sample"):
             raise UserError("validation needs the MidiDataModule's fixed val sample: pass datamodule=")
-        mus, logvars = [], []
-        for tokens, mask, _ in dm.val_sample_batches():
-            mu, logvar = self.model.encode(tokens.to(self.device), mask.to(self.device))
+        mus, logvars, present = [], [], []
+        for tokens, mask, bars, _ in dm.val_sample_batches():
+            tokens, mask, bars = tokens.to(self.device), mask.to(self.device), bars.to(self.device)
+            mu, logvar = self.model.encode(tokens, mask, bars)
             mus.append(mu.float())
             logvars.append(logvar.float())
+            if self.model.per_bar:
+                present.append(latent_mask(bars, mask, mu.shape[1]))
+        if self.model.per_bar:  # batches may differ in their most bars: pad with absent bars (prior: 0, 0)
+            k = max(m.shape[1] for m in mus)
+            mus, logvars = [_pad_bars(m, k) for m in mus], [_pad_bars(v, k) for v in logvars]
+            present = [_pad_bars(m, k) for m in present]
         mu, logvar = torch.cat(mus), torch.cat(logvars)
-        if self._eps is None or len(self._eps) != len(mu):  # fixed per sample: drawn once
+        if self._eps is None or self._eps.shape != mu.shape:  # fixed per sample: drawn once
             pieces = dm.val_sample.pieces
             gen = torch.Generator().manual_seed(EVAL_SEED)
             self._partners = group_derangement(pieces, gen) if len(set(pieces.tolist())) > 1 else None
             self._eps = torch.randn(mu.shape, generator=gen)
         partners = self._partners.to(self.device) if self._partners is not None else None
-        return {"mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners}
+        ref = {"mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners}
+        ref["present"] = torch.cat(present) if present else torch.ones(len(mu), 1, dtype=torch.bool, device=mu.device)
+        return ref
 
     def _accumulate(self, **sums: torch.Tensor) -> None:
         for k, v in sums.items():
             self._val[k] += v.detach().double()
 
     def validation_step(self, batch, batch_idx):
-        tokens, mask, positions = batch  # (B, T), (B, T), (B,)
+        tokens, mask, bars, positions = batch  # (B, T) x 3, (B,)
         ref = self._ref
-        mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, c): the reference's own rows
+        mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, [K,] c): the reference's own rows
         inputs, target_mask = tokens[:, :-1], mask[:, 1:]
-        logits = self.model.decode(inputs, mu)  # z = mu: recon and accuracy
+        in_bars = bars[:, :-1] if self.model.per_bar else None
+        logits = self.model.decode(inputs, mu, bars=in_bars)  # z = mu: recon and accuracy
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
         z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
-        nll_sampled = self.token_nll(self.model.decode(inputs, z), tokens, mask)
+        nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
+        rows, ref_rows = _latent_rows(ref["present"][positions]), _latent_rows(ref["present"])
+        mi = mutual_information_terms(
+            z.reshape(-1, z.shape[-1])[rows], mu.reshape(-1, mu.shape[-1])[rows], logvar.reshape(-1, mu.shape[-1])[rows],
+            ref["mu"].reshape(-1, mu.shape[-1])[ref_rows], ref["logvar"].reshape(-1, mu.shape[-1])[ref_rows],
+        )  # per latent: one per segment, or one per bar  # fmt: skip
         sums = dict(
             nll=nll.sum(), nll_sampled=nll_sampled.sum(), tokens=target_mask.sum(), correct=correct.sum(),
-            segments=torch.tensor(len(positions)),
-            mi=mutual_information_terms(z, mu, logvar, ref["mu"], ref["logvar"]).sum(),
+            segments=torch.tensor(len(positions)), mi=mi.sum(),
         )  # fmt: skip
-        if ref["partners"] is not None:  # z-gap: the same tokens decoded from another piece's z
+        if ref["partners"] is not None:  # z-gap: the same tokens decoded from another piece's z (bar k: its bar k)
             partner_mu = ref["mu"][ref["partners"][positions]]
-            sums["nll_partner"] = self.token_nll(self.model.decode(inputs, partner_mu), tokens, mask).sum()
+            sums["nll_partner"] = self.token_nll(self.model.decode(inputs, partner_mu, bars=in_bars), tokens, mask).sum()
         self._accumulate(**sums)
 
     def on_validation_epoch_end(self):
@@ -160,8 +182,10 @@ class VAEModule(pl.LightningModule):
         n = s["segments"]
         if n == 0:
             return
-        mu, logvar = self._ref["mu"], self._ref["logvar"]  # the whole sample, identical on every rank
-        kl_dims = kl_per_dim(mu.double(), logvar.double()).mean(0)  # (c,) nats per segment
+        present = self._ref["present"]  # (N, K): which latents exist (all of them per segment)
+        mu = self._ref["mu"].reshape(-1, self._ref["mu"].shape[-1])[_latent_rows(present)]  # (latents, c)
+        logvar = self._ref["logvar"].reshape(-1, mu.shape[-1])[_latent_rows(present)]
+        kl_dims = kl_per_dim(mu.double(), logvar.double()).sum(0) / len(present)  # (c,) nats per segment
         kl_seg = kl_dims.sum()
         recon_tok = s["nll"] / s["tokens"]
         n_active, _ = active_units(mu, self.hparams.au_threshold) if len(mu) > 1 else (0, None)
@@ -173,7 +197,7 @@ class VAEModule(pl.LightningModule):
             "val/distortion": s["nll_sampled"] / n,  # D = E_x E_q[-log p(x|z)], nats/segment, one z per x
             "val/elbo": s["nll_sampled"] / n + kl_seg,  # -ELBO = D + R
             "val/au": torch.tensor(float(n_active)),
-            "val/mi": s["mi"] / n,
+            "val/mi": s["mi"] / n,  # nats per segment (per bar: the sum of its bars' terms)
             "val/recon_acc": s["correct"] / s["tokens"],
         }
         if self._ref["partners"] is not None:
@@ -237,6 +261,16 @@ class VAEModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["musicvae"] = checkpoint_tag()  # read back by musicvae.checkpoint.read_checkpoint
+
+
+def _pad_bars(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, K', ...) -> (N, k, ...), the added bars zero (False): absent."""
+    return torch.cat([x, x.new_zeros(x.shape[0], k - x.shape[1], *x.shape[2:])], dim=1) if x.shape[1] < k else x
+
+
+def _latent_rows(present: torch.Tensor) -> torch.Tensor:
+    """(N, K) bars present -> (N*K,) which rows of a flattened (N*K, c) latent array exist; all when K = 1."""
+    return present.reshape(-1)
 
 
 def use_fused_adamw(setting, device: torch.device, precision: str) -> bool:
