@@ -1,14 +1,19 @@
 """`benchmark.py train`: its settings reach the model and optimizer, and its figures are consistent."""
 
 import pytest
+import torch
 
 from musicvae.benchmarks import size_from_overrides
-from musicvae.benchmarks.train import TrainBenchSize, run_train_benchmark
+from musicvae.benchmarks.sample import BAR_ID
+from musicvae.benchmarks.train import TrainBenchSize, benchmark_loss, run_train_benchmark, synthetic_batch
+from musicvae.data import BOS_ID, EOS_ID
 from musicvae.errors import UserError
 
 
 def test_settings_parse_booleans_and_numbers():
-    size, device = size_from_overrides(TrainBenchSize, ["fused=true", "compile=false", "attn_dropout=0.1", "device=cpu"])
+    size, device = size_from_overrides(
+        TrainBenchSize, ["fused=true", "compile=false", "attn_dropout=0.1", "device=cpu"]
+    )
     assert size.fused is True and size.compile is False and size.attn_dropout == 0.1 and device == "cpu"
     with pytest.raises(UserError, match="fused='yes' must be true or false"):
         size_from_overrides(TrainBenchSize, ["fused=yes"])
@@ -21,3 +26,47 @@ def test_tiny_run_reports_consistent_figures():
     assert result["tokens_per_s"] == pytest.approx(2 * 16 / result["step_s_median"])
     assert result["mfu"] == pytest.approx(result["model_tflops"] / result["matmul_peak_tflops"])
     assert 0 < result["mfu"] < 1
+
+
+def test_per_bar_batch_opens_every_bar_with_one_bar_token():
+    size = TrainBenchSize(
+        vocab_size=40, batch_size=2, seq_len=17, latent="bar", bars=4
+    )  # 15 tokens: 3 a bar + 3
+    tokens, mask, bars = synthetic_batch(size, torch.device("cpu"))
+    assert mask.all() and (tokens[:, 0] == BOS_ID).all() and (tokens[:, -1] == EOS_ID).all()
+    for row in tokens.tolist():
+        assert [i for i, t in enumerate(row) if t == BAR_ID] == [1, 4, 7, 10]
+    assert bars[0].tolist() == [0] * 4 + [1] * 3 + [2] * 3 + [3] * 7  # BOS in bar 0, EOS in the last
+    assert synthetic_batch(TrainBenchSize(batch_size=2, seq_len=17), torch.device("cpu"))[2] is None
+
+
+def test_tiny_per_bar_run_reports_its_latent():
+    # the per-bar encoder raises without `bars`: a finished run has passed them to the model
+    size = TrainBenchSize(d_model=32, layers=1, heads=2, latent_dim=4, vocab_size=40, batch_size=2, seq_len=18,
+                          steps=1, warmup=0, latent="bar", bars=4, mode="prefix")  # fmt: skip
+    result = run_train_benchmark(size)
+    assert result["latent"] == "bar" and result["tokens_per_s"] > 0
+    assert run_train_benchmark(TrainBenchSize(**{**vars(size), "latent": "segment"}))["latent"] == "segment"
+
+
+def test_per_bar_loss_sums_the_kl_of_present_bars_only():
+    logits = torch.zeros(1, 3, 8)
+    tokens, mask = torch.tensor([[1, 4, 5, 2]]), torch.ones(1, 4, dtype=torch.bool)
+    mu = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]])  # (B, K, c): KL 0.5 and 2.0 nats
+    nll = benchmark_loss(logits, mu[:, 0] * 0, mu[:, 0] * 0, tokens, mask)  # no KL: the NLL alone
+    both = benchmark_loss(logits, mu, torch.zeros_like(mu), tokens, mask, torch.tensor([[True, True]]))
+    first = benchmark_loss(logits, mu, torch.zeros_like(mu), tokens, mask, torch.tensor([[True, False]]))
+    assert both - nll == pytest.approx(2.5) and first - nll == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["latent=bar", "bars=0"], r"bars=0 must be at least 1$"),
+        (["latent=bar", "bars=15", "seq_len=16"], r"bars=15 must be at most seq_len - 2 = 14 "),
+        (["latent=bars"], r"latent='bars' must be one of segment, bar"),
+    ],
+)
+def test_bad_per_bar_settings_are_user_errors(overrides, message):
+    with pytest.raises(UserError, match=message):
+        size_from_overrides(TrainBenchSize, overrides)

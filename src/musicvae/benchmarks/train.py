@@ -4,6 +4,9 @@ Model FLOPs per trained token (the PaLM / nanoGPT estimate): 6 × (non-embedding
 output head) for the matmuls of forward and backward, plus 12 × layers × d_model × T for attention
 scores and values (encoder and decoder, counted without the causal half-saving). The peak is the
 best of a few large fp32 (or bf16 on GPU) matmuls on the same device.
+
+`latent=bar`: one latent per bar. Rows are framed BOS ... EOS with a Bar token every (seq_len - 2) // bars
+tokens (the last bar takes the rest), and the model gets each token's bar (`bar_index`), as in training.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ import torch
 from rich.console import Console
 
 from musicvae.benchmarks import size_from_overrides
+from musicvae.benchmarks.sample import BAR_ID
+from musicvae.data import BOS_ID, EOS_ID
+from musicvae.data.loading import bar_index
+from musicvae.errors import UserError
+from musicvae.models.encoder import LATENTS
 from musicvae.models.vae import MusicVAE, VAEConfig
-from musicvae.training.kl import kl_per_dim
+from musicvae.training.kl import kl_per_dim, segment_kl
 from musicvae.training.module import VAEModule
 
 
@@ -38,9 +46,30 @@ class TrainBenchSize:
     fused: bool = False  # fused AdamW (optim.fused)
     steps: int = 8
     warmup: int = 2
+    latent: str = "segment"  # segment: one z per segment | bar: one z per bar
+    bars: int = 4  # latent=bar: bars per row (data.bars' default; ignored for latent=segment)
+
+    def __post_init__(self):
+        if self.latent not in LATENTS:
+            raise UserError(f"benchmark setting latent={self.latent!r} must be one of {', '.join(LATENTS)}")
+        if self.latent != "bar":
+            return
+        if self.bars < 1:
+            raise UserError(f"benchmark setting bars={self.bars} must be at least 1")
+        if self.bars > self.seq_len - 2:
+            raise UserError(
+                f"benchmark setting bars={self.bars} must be at most seq_len - 2 = {self.seq_len - 2} "
+                "(BOS and EOS take two positions; every bar holds at least its Bar token)"
+            )
+        if self.vocab_size <= BAR_ID + 1:
+            raise UserError(
+                f"benchmark setting vocab_size={self.vocab_size} must exceed {BAR_ID + 1} with latent=bar"
+            )
 
 
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 5) -> float:
+def matmul_peak_flops(
+    device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 5
+) -> float:
     """Best FLOP/s of an n×n @ n×n matmul on this device (n: 2048 on CPU, 8192 on a GPU, which a
     2048 matmul leaves half idle)."""
     n = n or (8192 if device.type == "cuda" else 2048)
@@ -66,14 +95,39 @@ def model_flops_per_token(model: MusicVAE, seq_len: int) -> float:
 
 
 def benchmark_loss(
-    logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    logits: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    latent_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The VAE loss a training step pays for: token NLL per segment + KL (β = 1, no free bits).
 
-    logits (B, T-1, V) predict tokens[:, 1:]; mu, logvar (B, c); tokens, mask (B, T).
+    logits (B, T-1, V) predict tokens[:, 1:]; mu, logvar (B, c), or (B, K, c) per bar with latent_mask
+    (B, K); tokens, mask (B, T).
     """
     nll = VAEModule.token_nll(logits, tokens, mask).sum() / tokens.shape[0]
-    return nll + kl_per_dim(mu.float(), logvar.float()).sum(1).mean()
+    kl, _ = segment_kl(kl_per_dim(mu.float(), logvar.float()), latent_mask, free_bits=0.0)
+    return nll + kl
+
+
+def synthetic_batch(
+    size: TrainBenchSize, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Seeded random tokens, mask, bars (B, T) (bars None for latent=segment: random ids, no framing).
+
+    latent=bar: BOS, then `bars` bars each opened by a Bar token (the other ids never Bar), then EOS.
+    """
+    b, t = size.batch_size, size.seq_len
+    if size.latent == "segment":
+        tokens = torch.randint(3, size.vocab_size, (b, t), device=device)
+        return tokens, torch.ones_like(tokens, dtype=torch.bool), None
+    tokens = torch.randint(BAR_ID + 1, size.vocab_size, (b, t), device=device)
+    tokens[:, 0], tokens[:, -1] = BOS_ID, EOS_ID
+    every = (t - 2) // size.bars
+    tokens[:, 1 : 1 + size.bars * every : every] = BAR_ID
+    return tokens, torch.ones_like(tokens, dtype=torch.bool), bar_index(tokens, [BAR_ID])
 
 
 def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
@@ -84,21 +138,21 @@ def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
         vocab_size=size.vocab_size, max_len=size.seq_len, d_model=size.d_model, heads=size.heads,
         encoder_layers=size.layers, decoder_layers=size.layers, latent_dim=size.latent_dim,
         conditioning={"mode": size.mode}, dropout=size.dropout, attn_dropout=size.attn_dropout,
+        **({"latent": "bar", "max_bars": size.bars} if size.latent == "bar" else {}),
     )  # fmt: skip
     model = MusicVAE(cfg).to(dev).train()
     if size.compile:
         model.compile_parts()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=size.fused or None)
-    tokens = torch.randint(3, size.vocab_size, (size.batch_size, size.seq_len), device=dev)
-    mask = torch.ones_like(tokens, dtype=torch.bool)
+    tokens, mask, bars = synthetic_batch(size, dev)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     times = []
     for step in range(size.warmup + size.steps):
         sync_device(dev)
         t0 = time.perf_counter()
         with autocast:
-            out = model(tokens, mask, sample=True)
-            loss = benchmark_loss(out.logits, out.mu, out.logvar, tokens, mask)
+            out = model(tokens, mask, sample=True, bars=bars)
+            loss = benchmark_loss(out.logits, out.mu, out.logvar, tokens, mask, out.latent_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,6 +166,7 @@ def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
     peak = matmul_peak_flops(dev, peak_dtype)
     return {
         "device": device,
+        "latent": size.latent,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "step_s_median": step_s,
         "tokens_per_s": tokens_per_s,
@@ -128,11 +183,14 @@ def sync_device(device: torch.device) -> None:
 
 
 def main(config_dir: str, overrides: Sequence[str]) -> dict:
-    """python scripts/benchmark.py train [device=cuda] [d_model=512 layers=6 batch_size=32 seq_len=512 ...]"""
+    """python scripts/benchmark.py train [device=cuda] [d_model=512 layers=6 batch_size=32 seq_len=512 ...]
+    [latent=bar bars=4]"""
     size, device = size_from_overrides(TrainBenchSize, overrides)
     result = run_train_benchmark(size, device)
     console = Console()
-    console.print(f"[bold]train benchmark[/bold] ({device}, {torch.get_num_threads()} threads): {asdict(size)}")
+    console.print(
+        f"[bold]train benchmark[/bold] ({device}, {torch.get_num_threads()} threads): {asdict(size)}"
+    )
     console.print(
         f"  {result['params_M']:.2f} M params | step {result['step_s_median'] * 1000:.0f} ms (median of {size.steps})"
         f" | {result['tokens_per_s']:,.0f} tokens/s\n"
