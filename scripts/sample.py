@@ -1,4 +1,4 @@
-"""Write MIDI from a trained checkpoint.  python scripts/sample.py ckpt=PATH mode=prior|reconstruct|interpolate|edit"""
+"""Write MIDI from a trained checkpoint.  python scripts/sample.py ckpt=PATH mode=prior|reconstruct|interpolate|edit|shift"""
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

@@ -6,17 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tmp_path):
+@pytest.mark.parametrize("latent", ["segment", "bar"])  # one z per segment, or one per bar: the same report
+def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tmp_path, latent):
     sweep = tmp_path / "sweep"
     tiny = [
         "data=midi_dir", f"data.path={midi_folder}", f"paths.data_dir={tmp_path / 'data'}", "data.workers=1",
         "data.batch_size=4", "data.max_tokens=128", "data.val_fraction=0.25", "trainer=debug",
         "trainer.max_steps=4", "trainer.val_check_interval=2", "model.d_model=32", "model.layers=1",
         "model.heads=2", "model.latent_dim=8", "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
-        "eval.fidelity.n_files=1",
+        "eval.fidelity.n_files=1", f"model.latent={latent}",
     ]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "scripts/train.py", "-m", "experiment=collapse_compare",
@@ -28,7 +31,7 @@ def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tm
     assert runs == ["0_in_attention_seed0", "1_in_attention_seed1", "2_none_seed0", "3_none_seed1"]
     for run in runs:  # identical settings but the mode (and seed)
         text = (sweep / run / "config.yaml").read_text()
-        assert "max_steps: 4" in text and "collapse_compare" in text
+        assert "max_steps: 4" in text and "collapse_compare" in text and f"latent: {latent}" in text
     report = sweep / "report"
     rows = {r["mode"]: r for r in csv.DictReader(open(report / "summary.csv"))}
     assert set(rows) == {"in_attention", "none"}
