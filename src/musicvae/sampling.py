@@ -8,7 +8,8 @@ bars, malformed tokens dropped while decoding).
 With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
 latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
 each bar's latent from one piece's to the other's; `edit bars=5-8 source=b.mid` swaps those bars'
-latents for b's and decodes. More bars than the model's training segments are decoded in windows
+latents for b's and decodes; `shift attribute=note_density amount=1.5` reconstructs a piece with every
+latent moved along an attribute vector (`scripts/attributes.py`, `musicvae.control`). More bars than the model's training segments are decoded in windows
 that continue from the previous one (`musicvae.generate.decode_latents`). Decoding follows the REMI
 grammar unless `grammar=false`, so every token is part of a note or a bar and the bar count is exact.
 """
@@ -33,7 +34,7 @@ from musicvae.models.vae import MusicVAE
 from musicvae.render import grid_png, piano_roll_png, write_midi
 
 log = logging.getLogger(__name__)
-MODES = ("prior", "reconstruct", "interpolate", "edit")
+MODES = ("prior", "reconstruct", "interpolate", "edit", "shift")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class LoadedCheckpoint:
     tokenizer: object  # miditok tokenizer
     data: dict  # data settings of the training run (bars, hop_bars, max_tokens, ...)
     path: Path
+    data_source: dict | None = None  # where the training data came from (corpus, path, split fractions)
 
     @property
     def window_bars(self) -> int:
@@ -56,7 +58,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     if not hp.get("tokenizer"):
         raise UserError(f"{path} carries no tokenizer: it cannot be decoded to MIDI")
     model = model_from_checkpoint(ckpt, path).to(device).eval()
-    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), dict(hp.get("data") or {}), Path(path))
+    data = dict(hp.get("data") or {})
+    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), data, Path(path), hp.get("data_source"))
 
 
 def token_rules(tokenizer, grammar: bool = True) -> TokenRules:
@@ -129,6 +132,8 @@ class SampleRequest:
     source: str | None = None  # edit: the piece whose bar latents replace the input's
     bars: int | str | None = None  # prior: bars per sample (default: the training segments'); edit: "5-8"
     grammar: bool = True  # mask what the REMI grammar forbids at every step
+    attribute: str | None = None  # shift: the attribute vector to move z along (scripts/attributes.py)
+    amount: float = 1.0  # shift: z + amount x the vector
     steps: int = 5  # interpolate: outputs including both ends
     sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
     z_temperature: float = 1.0  # prior: std of z (MusicVAE's temperature on the prior)
@@ -145,10 +150,12 @@ class SampleRequest:
     def __post_init__(self):
         if self.mode not in MODES:
             raise UserError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
-        if self.mode in ("reconstruct", "interpolate", "edit") and not self.input:
+        if self.mode in ("reconstruct", "interpolate", "edit", "shift") and not self.input:
             raise UserError(f"mode={self.mode} needs input=path/to/a.mid")
         if self.mode == "interpolate" and not self.input2:
             raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
+        if self.mode == "shift" and not self.attribute:
+            raise UserError("mode=shift needs attribute=NAME (e.g. note_density) and amount=X")
         if self.mode == "interpolate" and self.steps < 2:
             raise UserError(f"steps={self.steps}: an interpolation needs at least 2 steps (both ends)")
         if self.mode == "edit":
@@ -199,6 +206,9 @@ def sample(req: SampleRequest) -> dict:
     elif req.mode == "reconstruct":
         z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
         results = [piece]  # one piece, whole
+    elif req.mode == "shift":
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, shift=attribute_shift(loaded, req))
+        results = [piece]
     elif req.mode == "edit":
         z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, rules)
         results = decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)
@@ -258,8 +268,21 @@ def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rule
     return mu, logvar
 
 
-def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules):
-    """Encode and decode a whole piece: (z, the piece's ids).
+def attribute_shift(loaded: LoadedCheckpoint, req: SampleRequest) -> torch.Tensor:
+    """mode=shift: amount x the checkpoint's vector of the attribute, (c,)."""
+    from musicvae.control import AttributeVectors, vectors_path  # control builds on this module
+
+    vectors = AttributeVectors.load(vectors_path(loaded.path))
+    if vectors.latent != loaded.model.cfg.latent or vectors.vectors.shape[-1] != loaded.model.cfg.latent_dim:
+        raise UserError(f"{vectors_path(loaded.path)} was computed for another model: run scripts/attributes.py again")
+    return req.amount * vectors.vector(req.attribute).to(req.device)
+
+
+def reconstruct_file(
+    loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules,
+    shift: torch.Tensor | None = None,
+):  # fmt: skip
+    """Encode and decode a whole piece: (z, the piece's ids); `shift` (c,) is added to every latent first.
 
     Per bar: every bar's latent, decoded as one piece (in windows past the training length). Per segment:
     the model's non-overlapping bar windows, each decoded into as many bars as it holds; windows the data
@@ -270,12 +293,14 @@ def reconstruct_file(loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, r
     if model.per_bar:
         mu, logvar = piece_bar_latents(loaded, path, req.batch_size, rules)
         z = (MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu)[None]  # (1, N_bars, c)
+        z = z if shift is None else z + shift
         return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)[0]
     bars = loaded.window_bars
     windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
     segments = [w.tolist() for w in windows.segments]
     mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
     z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
+    z = z if shift is None else z + shift
     decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size)
     bar = loaded.tokenizer.vocab["Bar_None"]
     ids, next_bar = [], 0

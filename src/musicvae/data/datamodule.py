@@ -117,6 +117,14 @@ class MidiDataModule(pl.LightningDataModule):
         self.datasets: dict[str, SegmentDataset] = {}
         self._val_sample: EvalSample | None = None
 
+    @classmethod
+    def with_tokenizer(cls, data_cfg: Any, tokenizer) -> MidiDataModule:
+        """The data module of `data_cfg` tokenized by a tokenizer object (a checkpoint's, rebuilt)."""
+        dm = cls(data_cfg, {})
+        dm._tokenizer = tokenizer
+        check_compatible(tokenizer, dm.settings)
+        return dm
+
     @property
     def tokenizer(self):
         """The miditok tokenizer (built from the config on first use)."""

@@ -51,6 +51,7 @@ class VAEModule(pl.LightningModule):
         tokenizer: dict | None = None,
         data: dict | None = None,
         au_threshold: float = 0.01,
+        data_source: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # model config, tokenizer params and data settings travel in the ckpt

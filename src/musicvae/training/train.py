@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # Data settings a checkpoint carries, so that sampling cuts and decodes MIDI the way training did.
 DATA_KEYS_IN_CHECKPOINT = ("name", "bars", "hop_bars", "max_tokens", "overlong", "merge_tracks", "keep_drums")
+# Where the data came from, so that scripts given only a checkpoint find its training split (attribute
+# vectors, evaluation); kept apart from `data`, which must match to resume: a moved folder does not matter.
+DATA_SOURCE_KEYS = ("corpus", "path", "cache_dir", "val_fraction", "test_fraction", "limit_files")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -63,8 +66,18 @@ def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         tokenizer=tokenizer_to_dict(dm.tokenizer),
         data={k: cfg.data.get(k) for k in DATA_KEYS_IN_CHECKPOINT},
+        data_source=data_source(cfg.data),
         au_threshold=float(cfg.eval.au_threshold),
     )
+
+
+def data_source(data_cfg: DictConfig) -> dict:
+    """`DATA_SOURCE_KEYS` of the data config, folders made absolute (scripts may run from elsewhere)."""
+    source = {k: data_cfg.get(k) for k in DATA_SOURCE_KEYS}
+    for key in ("path", "cache_dir"):
+        if source[key]:
+            source[key] = str(Path(source[key]).resolve())
+    return source
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int = 0) -> list[Logger]:
