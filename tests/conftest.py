@@ -91,6 +91,29 @@ def make_piece() -> Callable[..., Path]:
     return write_piece
 
 
+def write_rhythm_pieces(folder: Path, count: int = 12, bars: int = 8) -> list[Path]:
+    """`count` one-track 4/4 pieces whose bars differ in rhythm: each bar splits every beat into 1, 2 or 4
+    notes, or holds one whole note (4, 8, 16 or 1 onsets), chosen at random per bar."""
+    paths = []
+    for i in range(count):
+        rng = random.Random(100 + i)
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+        track = pretty_midi.Instrument(program=0)
+        for bar in range(bars):
+            per_bar = rng.choice([1, 4, 8, 16])
+            step = 2.0 / per_bar  # a 4/4 bar lasts 2 s at 120 bpm
+            for n in range(per_bar):
+                start = bar * 2.0 + n * step
+                track.notes.append(pretty_midi.Note(80, rng.randrange(55, 75), start, start + step))
+        pm.instruments.append(track)
+        path = folder / f"rhythm{i:03d}.mid"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pm.write(str(path))
+        paths.append(path)
+    return paths
+
+
 def write_pieces(folder: Path, count: int = 12, first_seed: int = 0) -> list[Path]:
     """`count` pieces of 6-12 bars, some in 3/4, every third with a drum track, two in a subfolder."""
     paths = []
@@ -189,3 +212,27 @@ def tiny_bar_run(tmp_path_factory) -> dict:
     )  # fmt: skip
     result = train(cfg)
     return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"]), "result": result}
+
+
+@pytest.fixture(scope="session")
+def tiny_attr_run(tmp_path_factory) -> dict:
+    """A per-bar model with attribute-conditioned decoding, model.attributes=[rhythm,polyphony], on pieces
+    whose bars differ in rhythm (write_rhythm_pieces); β = 1 keeps z from carrying all of a bar (~20 s)."""
+    from musicvae.training.train import train
+
+    root = tmp_path_factory.mktemp("tiny_attr_run")
+    write_rhythm_pieces(root / "midi")
+    cfg = _compose(
+        "train",
+        [
+            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
+            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
+            "trainer.max_steps=200", "trainer.val_check_interval=100", "kl=constant", "kl.beta=1.0",
+            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
+            "model.dropout=0.0", "model.latent=bar", "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8",
+            "optim.lr=3e-3", "optim.warmup_steps=10", f"output_dir={root / 'run'}",
+            "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
+        ],
+    )  # fmt: skip
+    result = train(cfg)
+    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"])}

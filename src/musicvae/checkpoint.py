@@ -49,6 +49,9 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     return ckpt
 
 
+ATTRIBUTE_BINS_KEY = "musicvae_attribute_bins"  # model.attributes: the class edges (AttributeBins.to_dict())
+
+
 def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -> None:
     """Model settings added after a checkpoint was written, set to what that version did, so that it
     loads, and resumes, as it trained (a model dict that lacks them describes the older behaviour)."""
@@ -57,6 +60,9 @@ def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -
     model.setdefault("attn_dropout", model.get("dropout", 0.0))  # attention used `dropout` before attn_dropout existed
     model.setdefault("scaled_residual_init", False)
     model.setdefault("latent", "segment")  # one z per segment was all there was
+    model.setdefault("attributes", [])
+    model.setdefault("attribute_dim", 64)
+    model.setdefault("attribute_classes", 8)
     model.setdefault("max_bars", int((data or {}).get("bars", 16)))  # as configs/model says: data.bars
     if isinstance(model.get("conditioning"), dict) and model["conditioning"].get("mode") == "cross_attention":
         model["conditioning"].setdefault("bar_view", "own")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.data.attributes import ATTRIBUTES, AttributeBins, AttributeReader
+from musicvae.data.attributes import ATTRIBUTES, AttributeBins, AttributeReader, latent_values
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
 from musicvae.sampling import LoadedCheckpoint, encode_segments, token_rules
@@ -109,17 +109,8 @@ def split_latents(
     segments = [dataset.arrays.window(i).tolist() for i in range(0, n, step)][: max_segments or None]
     rules = token_rules(loaded.tokenizer, grammar=False)
     mu, _ = encode_segments(loaded.model, segments, batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
-    reader = AttributeReader(loaded.tokenizer)
-    rows, values = [], []
-    for i, segment in enumerate(segments):
-        bars = reader.bars(np.asarray(segment))  # (K_i, A)
-        if loaded.model.per_bar:
-            rows.append(mu[i, : len(bars)])
-            values.append(bars)
-        else:
-            rows.append(mu[i : i + 1])
-            with np.errstate(all="ignore"):  # a segment without pitched notes: mean pitch NaN
-                values.append(np.nanmean(bars, axis=0, keepdims=True) if len(bars) else np.full((1, len(ATTRIBUTES)), np.nan))
+    values = latent_values(AttributeReader(loaded.tokenizer), segments, loaded.model.per_bar)  # (K_i or 1, A) each
+    rows = [mu[i, : len(v)] if loaded.model.per_bar else mu[i : i + 1] for i, v in enumerate(values)]
     return torch.cat(rows).float().cpu(), np.concatenate(values)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from musicvae.data.attributes import N_CLASSES, AttributeReader, latent_classes
 from musicvae.errors import UserError
 from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
@@ -50,7 +51,7 @@ def _nanmean(values: list[float]) -> float | None:
 
 
 def evaluate_fidelity(
-    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path
+    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None
 ) -> dict:
     """Reconstruct test segments and sample the prior; write fidelity.json and samples/. Returns the dict.
 
@@ -61,7 +62,7 @@ def evaluate_fidelity(
     if bad:
         return _skipped(run_dir, f"{len(bad)} weight tensors hold NaN or inf (first: {bad[0]})")
     try:
-        return _evaluate(model, tokenizer, test_segments, cfg, run_dir)
+        return _evaluate(model, tokenizer, test_segments, cfg, run_dir, attribute_bins)
     except NonFiniteModel as e:
         return _skipped(run_dir, str(e))
 
@@ -75,7 +76,9 @@ def _skipped(run_dir: Path, reason: str) -> dict:
 
 
 @torch.no_grad()
-def _evaluate(model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path) -> dict:
+def _evaluate(
+    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None
+) -> dict:
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -93,12 +96,21 @@ def _evaluate(model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: F
     recons = []
     if inputs:
         mu, _ = encode_segments(model, inputs, cfg.batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
-        decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size)
+        attrs = None  # a model with attributes reconstructs with each input's own classes
+        if model.cfg.attributes:
+            k = mu.shape[1] if model.per_bar else None
+            classes = latent_classes(AttributeReader(tokenizer), attribute_bins, inputs, model.cfg.attributes, model.per_bar, k)
+            attrs = torch.from_numpy(classes).to(device)
+        decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size, attrs)
         recons = [_midi(tokenizer, ids) for ids in decoded]
     bars = max((sum(t in rules.bar_ids for t in s) for s in inputs), default=1)  # prior samples: a segment's bars
     shape = (cfg.n_samples, bars, model.cfg.latent_dim) if model.per_bar else (cfg.n_samples, model.cfg.latent_dim)
     z = torch.randn(shape, generator=gen, device=device)
-    priors = [_midi(tokenizer, ids) for ids in decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars)]
+    attrs = None  # prior samples of a model with attributes: classes drawn uniformly (1/8 of the data each)
+    if model.cfg.attributes:
+        attrs = torch.randint(0, N_CLASSES, (*shape[:-1], len(model.cfg.attributes)), generator=gen, device=device)
+    priors = [_midi(tokenizer, ids) for ids in decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars,
+                                                              attributes=attrs)]  # fmt: skip
 
     result = {
         "chroma_sim": _nanmean([chroma_similarity(a, b) for a, b in zip(originals, recons, strict=True)]),

@@ -72,6 +72,7 @@ def sample_tokens(
     rules: TokenRules | None = None,
     bars: int | None = None,
     prompt: torch.Tensor | None = None,
+    attributes: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """z (B, c), or (B, K, c) one per bar -> B token lists (no BOS, no EOS, prompt included), decoded from
     BOS (and the `prompt` (B, P) after it, fed in one cached pass) until EOS or cfg.max_tokens.
@@ -83,6 +84,7 @@ def sample_tokens(
     ones, so every token becomes part of a note or a bar, and with `bars` there are exactly that many.
     With `use_cache` each step feeds only the newest token (per-layer KV cache); without it every
     step re-runs the whole prefix (the reference the cache is tested and benchmarked against).
+    attributes: the classes a model with `model.attributes` decodes with, shaped like z but (..., A).
     """
     model.eval()
     rules = rules or TokenRules()
@@ -119,7 +121,7 @@ def sample_tokens(
     for _ in range(max_new):
         start = fed if use_cache else 0
         step_bars = position_bars[:, start:length] if position_bars is not None else None
-        logits = model.decode(seq[:, start:length], z, cache, bars=step_bars)[:, -1].float()  # (B, V)
+        logits = model.decode(seq[:, start:length], z, cache, bars=step_bars, attributes=attributes)[:, -1].float()
         fed = length
         logits.index_fill_(1, banned, float("-inf"))
         if state is not None:
@@ -157,8 +159,10 @@ def decode_latents(
     batch_size: int = 8,
     bars: int | None = None,
     window_bars: int | None = None,
+    attributes: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """z (N, c), one latent per sequence, or (N, K, c), one per bar -> N token lists, in batches.
+    attributes: classes (N, [K,] A) for a model with `model.attributes`.
 
     bars: the bars each sequence must hold (per bar: K). window_bars: the most bars one pass decodes (the
     model's training segments: its positions end there). Per-bar latents for more bars than that are
@@ -172,9 +176,13 @@ def decode_latents(
     if z.dim() == 2 or window_bars is None or bars <= window_bars:
         out: list[list[int]] = []
         for i in range(0, len(z), batch_size):
-            out += sample_tokens(model, z[i : i + batch_size], cfg, generator, rules=rules, bars=bars)
+            part = None if attributes is None else attributes[i : i + batch_size]
+            out += sample_tokens(model, z[i : i + batch_size], cfg, generator, rules=rules, bars=bars, attributes=part)
         return out
-    return [_decode_in_windows(model, row, cfg, rules, generator, window_bars) for row in z]
+    return [
+        _decode_in_windows(model, row, cfg, rules, generator, window_bars, None if attributes is None else attributes[i])
+        for i, row in enumerate(z)
+    ]
 
 
 def split_bars(ids: list[int], bar_ids: Sequence[int]) -> list[list[int]]:
@@ -187,8 +195,10 @@ def split_bars(ids: list[int], bar_ids: Sequence[int]) -> list[list[int]]:
     return out
 
 
-def _decode_in_windows(model, z: torch.Tensor, cfg, rules: TokenRules, generator, window: int) -> list[int]:
-    """z (K, c) per bar, K > window -> one token list of K bars (see `decode_latents`)."""
+def _decode_in_windows(
+    model, z: torch.Tensor, cfg, rules: TokenRules, generator, window: int, attributes: torch.Tensor | None = None
+) -> list[int]:
+    """z (K, c) per bar, K > window (attributes (K, A) or None) -> one token list of K bars (see `decode_latents`)."""
     if not rules.bar_ids:
         raise ValueError("decoding bars in windows needs the tokenizer's bar_ids")
     k, empty_bar = z.shape[0], [rules.bar_ids[0]]
@@ -200,8 +210,9 @@ def _decode_in_windows(model, z: torch.Tensor, cfg, rules: TokenRules, generator
         start, new = len(done) - context, min(window - context, k - len(done))
         prompt = [t for bar in done[start:] for t in bar]
         prompt_t = torch.tensor([prompt], dtype=torch.long, device=z.device) if prompt else None
+        part = None if attributes is None else attributes[None, start : len(done) + new]
         ids = sample_tokens(model, z[None, start : len(done) + new], cfg, generator, rules=rules,
-                            bars=context + new, prompt=prompt_t)[0]  # fmt: skip
+                            bars=context + new, prompt=prompt_t, attributes=part)[0]  # fmt: skip
         added = split_bars(ids, rules.bar_ids)[context:]  # the prompt is `context` whole bars
         done += (added + [list(empty_bar) for _ in range(new)])[:new]  # a window that ended early: empty bars
     return [t for bar in done for t in bar]

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from musicvae.checkpoint import model_from_checkpoint, read_checkpoint
+from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, model_from_checkpoint, read_checkpoint
 from musicvae.data import EOS_ID
+from musicvae.data.attributes import ATTRIBUTES, N_CLASSES, AttributeBins, AttributeReader, latent_classes
 from musicvae.data.loading import collate_segments
 from musicvae.data.segments import midi_to_windows
 from musicvae.data.tokenize import bar_ids, tokenizer_from_dict
@@ -34,7 +35,7 @@ from musicvae.models.vae import MusicVAE
 from musicvae.render import grid_png, piano_roll_png, write_midi
 
 log = logging.getLogger(__name__)
-MODES = ("prior", "reconstruct", "interpolate", "edit", "shift")
+MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class LoadedCheckpoint:
     data: dict  # data settings of the training run (bars, hop_bars, max_tokens, ...)
     path: Path
     data_source: dict | None = None  # where the training data came from (corpus, path, split fractions)
+    attribute_bins: AttributeBins | None = None  # model.attributes: the class edges it trained with
 
     @property
     def window_bars(self) -> int:
@@ -59,7 +61,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
         raise UserError(f"{path} carries no tokenizer: it cannot be decoded to MIDI")
     model = model_from_checkpoint(ckpt, path).to(device).eval()
     data = dict(hp.get("data") or {})
-    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), data, Path(path), hp.get("data_source"))
+    bins = AttributeBins.from_dict(ckpt[ATTRIBUTE_BINS_KEY]) if ckpt.get(ATTRIBUTE_BINS_KEY) else None
+    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), data, Path(path), hp.get("data_source"), bins)
 
 
 def token_rules(tokenizer, grammar: bool = True) -> TokenRules:
@@ -104,16 +107,19 @@ def count_bars(ids: list[int], rules: TokenRules) -> int:
 
 def reconstruct_segments(
     model: MusicVAE, segments: list[list[int]], z: torch.Tensor, cfg: SamplingConfig, rules: TokenRules,
-    generator, batch_size: int,
+    generator, batch_size: int, attributes: torch.Tensor | None = None,
 ) -> list[list[int]]:  # fmt: skip
     """Decode each segment's z (N, c) or (N, K, c) into as many bars as the segment holds (with the
-    grammar: exactly), so a reconstruction lines up with its input bar for bar."""
+    grammar: exactly), so a reconstruction lines up with its input bar for bar. attributes: (N, [K,] A)
+    classes for a model with attributes."""
     counts = [count_bars(s, rules) for s in segments]
     out: list[list[int] | None] = [None] * len(segments)
     for n_bars in sorted(set(counts)):
         rows = [i for i, c in enumerate(counts) if c == n_bars]
         zs = z[rows] if z.dim() == 2 else z[rows, :n_bars]
-        for i, ids in zip(rows, decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars), strict=True):
+        attrs = None if attributes is None else attributes[rows] if attributes.dim() == 2 else attributes[rows, :n_bars]
+        decoded = decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars, attributes=attrs)
+        for i, ids in zip(rows, decoded, strict=True):
             out[i] = ids
     return out  # type: ignore[return-value]
 
@@ -134,6 +140,13 @@ class SampleRequest:
     grammar: bool = True  # mask what the REMI grammar forbids at every step
     attribute: str | None = None  # shift: the attribute vector to move z along (scripts/attributes.py)
     amount: float = 1.0  # shift: z + amount x the vector
+    # transfer (and prior), for a model trained with model.attributes: "+2" / "-1" shift the input's class
+    # of that attribute, 5 sets it (classes 0..7); scripts/sample.py keeps the sign as typed (rhythm=+2)
+    rhythm: int | str | None = None
+    polyphony: int | str | None = None
+    note_density: int | str | None = None
+    mean_pitch: int | str | None = None
+    pitch_range: int | str | None = None
     steps: int = 5  # interpolate: outputs including both ends
     sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
     z_temperature: float = 1.0  # prior: std of z (MusicVAE's temperature on the prior)
@@ -154,6 +167,11 @@ class SampleRequest:
             raise UserError(f"mode={self.mode} needs input=path/to/a.mid")
         if self.mode == "interpolate" and not self.input2:
             raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
+        changes = self.class_changes()
+        if self.mode == "transfer" and not changes:
+            raise UserError("mode=transfer needs a class change, e.g. rhythm=+2 polyphony=-1 (relative) or rhythm=5")
+        if self.mode == "prior" and any(relative for relative, _ in changes.values()):
+            raise UserError("mode=prior takes absolute classes (rhythm=5): there is no input to shift from")
         if self.mode == "shift" and not self.attribute:
             raise UserError("mode=shift needs attribute=NAME (e.g. note_density) and amount=X")
         if self.mode == "interpolate" and self.steps < 2:
@@ -172,6 +190,24 @@ class SampleRequest:
             raise UserError(f"device={self.device!r}: use cpu or cuda (cuda:N for one GPU)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
+
+    def class_changes(self) -> dict[str, tuple[bool, int]]:
+        """{attribute: (relative, value)} from rhythm=+2 (relative) / rhythm=5 (absolute), ...; UserError if malformed."""
+        changes = {}
+        for name in ATTRIBUTES:
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            text = str(raw).strip()
+            try:
+                value = int(text)
+            except ValueError:
+                raise UserError(f"{name}={raw!r}: a class 0-{N_CLASSES - 1}, or a shift like +2 / -1") from None
+            relative = text[0] in "+-"
+            if not relative and not 0 <= value < N_CLASSES:
+                raise UserError(f"{name}={value} is out of range: classes are 0-{N_CLASSES - 1} (+N / -N shift them)")
+            changes[name] = (relative, value)
+        return changes
 
     def bar_range(self) -> tuple[int, int]:
         """mode=edit: bars=5-8 (1-based, both included) or bars=5 -> (first, last)."""
@@ -201,11 +237,22 @@ def sample(req: SampleRequest) -> dict:
     if req.mode == "edit" and not model.per_bar:
         raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
 
+    if model.cfg.attributes and req.mode in ("interpolate", "edit"):
+        raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
+    if req.class_changes() and not model.cfg.attributes:
+        raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
+    unknown = sorted(set(req.class_changes()) - set(model.cfg.attributes))
+    if unknown:
+        raise UserError(f"{unknown[0]}: {req.ckpt} was trained with attributes {list(model.cfg.attributes)} only")
+
     if req.mode == "prior":
         results, z = prior(loaded, req, cfg, rules, gen)
     elif req.mode == "reconstruct":
         z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
         results = [piece]  # one piece, whole
+    elif req.mode == "transfer":
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, changes=req.class_changes())
+        results = [piece]
     elif req.mode == "shift":
         z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, shift=attribute_shift(loaded, req))
         results = [piece]
@@ -250,8 +297,39 @@ def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rul
                 "segments in one pass; train with model.latent=bar for longer pieces"
             )
         z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=device) * req.z_temperature
-    results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
+    attributes = None
+    if model.cfg.attributes:  # classes drawn uniformly (each holds 1/8 of the training latents), or as asked
+        drawn = torch.randint(0, N_CLASSES, (*z.shape[:-1], len(model.cfg.attributes)), generator=gen, device=device)
+        attributes = apply_class_changes(drawn, model.cfg.attributes, req.class_changes())
+    results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars,
+                             attributes=attributes)  # fmt: skip
     return results, z
+
+
+def apply_class_changes(classes: torch.Tensor, names, changes: dict[str, tuple[bool, int]]) -> torch.Tensor:
+    """classes (..., A) of the attributes `names`, with {name: (relative, value)} applied, kept in 0..7."""
+    out = classes.clone()
+    for name, (relative, value) in changes.items():
+        col = list(names).index(name)
+        out[..., col] = (out[..., col] + value if relative else torch.full_like(out[..., col], value)).clamp(0, N_CLASSES - 1)
+    return out
+
+
+def input_classes(loaded: LoadedCheckpoint, segments: list[list[int]] | None = None, piece: list[int] | None = None):
+    """Classes of the model's attributes, from the input's own tokens: per segment (N, A), or every bar of a
+    whole piece (N_bars, A) (a bar's held notes come from the bars before it); None without attributes."""
+    names = loaded.model.cfg.attributes
+    if not names:
+        return None
+    if loaded.attribute_bins is None:
+        raise UserError(f"{loaded.path} has model.attributes but no class edges: it was not saved by train()")
+    reader, device = AttributeReader(loaded.tokenizer), next(loaded.model.parameters()).device
+    if piece is not None:
+        columns = [ATTRIBUTES.index(n) for n in names]
+        classes = loaded.attribute_bins.classes(reader.bars(piece))[:, columns]
+    else:
+        classes = latent_classes(reader, loaded.attribute_bins, segments, names, per_bar=False)
+    return torch.from_numpy(classes).to(device)
 
 
 def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rules: TokenRules):
@@ -280,9 +358,10 @@ def attribute_shift(loaded: LoadedCheckpoint, req: SampleRequest) -> torch.Tenso
 
 def reconstruct_file(
     loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules,
-    shift: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None, changes: dict[str, tuple[bool, int]] | None = None,
 ):  # fmt: skip
     """Encode and decode a whole piece: (z, the piece's ids); `shift` (c,) is added to every latent first.
+    A model with attributes decodes with the input's own classes, `changes` applied (mode=transfer).
 
     Per bar: every bar's latent, decoded as one piece (in windows past the training length). Per segment:
     the model's non-overlapping bar windows, each decoded into as many bars as it holds; windows the data
@@ -294,14 +373,21 @@ def reconstruct_file(
         mu, logvar = piece_bar_latents(loaded, path, req.batch_size, rules)
         z = (MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu)[None]  # (1, N_bars, c)
         z = z if shift is None else z + shift
-        return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)[0]
+        attributes = input_classes(loaded, piece=midi_to_windows(path, loaded.tokenizer, loaded.data).ids.tolist())
+        if attributes is not None:
+            attributes = apply_class_changes(attributes, model.cfg.attributes, changes or {})[None]  # (1, N_bars, A)
+        return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars,
+                                 attributes=attributes)[0]  # fmt: skip
     bars = loaded.window_bars
     windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
     segments = [w.tolist() for w in windows.segments]
     mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
     z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
     z = z if shift is None else z + shift
-    decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size)
+    attributes = input_classes(loaded, segments)
+    if attributes is not None:
+        attributes = apply_class_changes(attributes, model.cfg.attributes, changes or {})
+    decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size, attributes)
     bar = loaded.tokenizer.vocab["Bar_None"]
     ids, next_bar = [], 0
     for start, window in zip(windows.start_bars, decoded, strict=True):

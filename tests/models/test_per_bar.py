@@ -146,3 +146,15 @@ def test_training_step_shapes_and_gradient_reach_every_bar():
     assert out.logits.shape == (2, tokens.shape[1] - 1, VOCAB) and out.z.shape == (2, 3, C)
     grads = torch.autograd.grad(out.logits.logsumexp(-1).sum(), out.z)[0]  # (B, K, c)
     assert (grads.abs().sum(-1) > 0).all()  # every bar's z reaches the decoder
+
+
+def test_padding_rows_far_longer_than_a_bar_encode():
+    """PAD after a short row's last bar gets no position past the table (positions restart per bar)."""
+    model = bar_model({"mode": "in_attention"})  # max_len 12: a bar's positions must stay below 13
+    long_row = segment([5, 6, 7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17])  # 18 tokens, bars of 5 or 6
+    short_row = segment([5])
+    tokens, mask, bars = batch(long_row, short_row)
+    with torch.no_grad():
+        mu, _ = model.encode(tokens, mask, bars)
+        alone, _ = model.encode(*batch(short_row)[:2], batch(short_row)[2])
+    torch.testing.assert_close(mu[1, 0], alone[0, 0], atol=1e-5, rtol=0)  # padding changes nothing

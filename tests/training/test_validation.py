@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pretty_midi
@@ -109,6 +110,7 @@ class PieceIdentityVAE(nn.Module):
         self.dummy = nn.Parameter(torch.zeros(()))  # Lightning wants a parameter
 
     per_bar = False
+    cfg = SimpleNamespace(attributes=[], latent="segment")
 
     def encode(self, tokens, mask, bars=None):
         present = torch.zeros(len(tokens), self.vocab_size).scatter_(1, tokens, 1.0) * self.is_pitch  # (B, V)
@@ -118,7 +120,7 @@ class PieceIdentityVAE(nn.Module):
     def reparameterize(mu, logvar, eps):
         return mu + eps * torch.exp(0.5 * logvar)
 
-    def decode(self, tokens, z, bars=None):
+    def decode(self, tokens, z, bars=None, attributes=None):
         return (2.0 * z).unsqueeze(1).expand(-1, tokens.shape[1], -1) + self.dummy  # (B, T, V)
 
 

@@ -75,8 +75,8 @@ class SampleBenchSize:
 class NoEOSMusicVAE(MusicVAE):
     """The same model with EOS forbidden, so that every sequence has exactly `length` tokens."""
 
-    def decode(self, tokens, z, cache=None, bars=None):
-        logits = super().decode(tokens, z, cache, bars)
+    def decode(self, tokens, z, cache=None, bars=None, attributes=None):
+        logits = super().decode(tokens, z, cache, bars, attributes)
         logits[..., EOS_ID] = float("-inf")
         return logits
 

@@ -35,6 +35,7 @@ constructor, so it is recomputed here; a test checks the two agree).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -309,3 +310,36 @@ def _tie_aware_edges(x: np.ndarray) -> list[float]:
                 edge = distinct[j]
         edges.append(float(edge))
     return edges
+
+
+def latent_values(reader: AttributeReader, segments, per_bar: bool) -> list[np.ndarray]:
+    """Attribute values per latent of each segment (token ids, no BOS/EOS): (K_i, A) per bar, or (1, A)
+    per segment (the mean over its bars; NaN where no bar defines the value)."""
+    out = []
+    for ids in segments:
+        bars = reader.bars(np.asarray(ids))
+        if per_bar:
+            out.append(bars)
+        elif len(bars):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a segment without pitched notes: NaN mean
+                out.append(np.nanmean(bars, axis=0, keepdims=True))
+        else:
+            out.append(np.full((1, len(ATTRIBUTES)), np.nan))
+    return out
+
+
+def latent_classes(
+    reader: AttributeReader, bins: AttributeBins, segments, names, per_bar: bool, k: int | None = None
+) -> np.ndarray:
+    """Classes of the attributes `names` per latent of each segment: (N, K, len(names)) per bar, K = `k` or
+    the most bars of a segment (missing bars: NAN_CLASS), or (N, len(names)) per segment."""
+    columns = [ATTRIBUTES.index(n) for n in names]
+    rows = [bins.classes(v)[:, columns] for v in latent_values(reader, segments, per_bar)]
+    if not per_bar:
+        return np.concatenate(rows) if rows else np.zeros((0, len(columns)), dtype=np.int64)
+    k = k or max((len(r) for r in rows), default=1)
+    out = np.full((len(rows), k, len(columns)), NAN_CLASS, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : min(k, len(r))] = r[:k]
+    return out

@@ -104,7 +104,8 @@ class Encoder(nn.Module):
         index = torch.arange(t, device=tokens.device)
         starts = body & ((bars != bars.roll(1, dims=1)) | (index == 1))  # (B, T): each bar's first token
         first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
-        x = self.embed.dropout(self.embed.tok(tokens) + self.embed.pos(index - first))  # positions restart per bar
+        pos = torch.where(body, index - first, torch.zeros_like(index))  # restart per bar; BOS/EOS/PAD: 0 (unread)
+        x = self.embed.dropout(self.embed.tok(tokens) + self.embed.pos(pos))
         # (B, T, T): a token attends to the tokens of its own bar; BOS/EOS/PAD only to themselves (never empty)
         same_bar = (bars[:, :, None] == bars[:, None, :]) & body[:, None, :] & body[:, :, None]
         attend = same_bar | torch.eye(t, dtype=torch.bool, device=tokens.device)

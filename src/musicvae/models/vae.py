@@ -33,6 +33,11 @@ class VAEConfig:
     scaled_residual_init: bool = True
     pooling: str = "summary"  # summary | mean
     latent: str = "segment"  # segment: one z per segment | bar: one z per bar (MuseMorphose)
+    # Attribute-conditioned decoding (MuseMorphose): a learned embedding per class of each named attribute,
+    # joined to z (per bar with latent=bar) before the conditioning, so sampling can ask for other classes.
+    attributes: list = field(default_factory=list)  # names, e.g. [rhythm, polyphony] (musicvae.data.attributes)
+    attribute_dim: int = 64  # embedding size per attribute (MuseMorphose: 64)
+    attribute_classes: int = 8
     max_bars: int = 16  # latent=bar: most bars per sequence a prefix conditioning takes (sizes its positions)
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
 
@@ -51,6 +56,8 @@ class VAEConfig:
             raise UserError(f"model.latent={self.latent!r} is not one of {', '.join(LATENTS)}")
         if self.max_bars < 1:
             raise UserError(f"model.max_bars={self.max_bars} must be at least 1")
+        if len(set(self.attributes)) != len(self.attributes):
+            raise UserError(f"model.attributes={list(self.attributes)} names an attribute twice")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,8 +92,10 @@ class MusicVAE(nn.Module):
         )  # fmt: skip
         options = {k: v for k, v in cfg.conditioning.items() if k != "mode"}
         max_latents = cfg.max_bars if cfg.latent == "bar" else 1
+        self.attribute_embed = nn.ModuleList(nn.Embedding(cfg.attribute_classes, cfg.attribute_dim) for _ in cfg.attributes)
+        cond_dim = cfg.latent_dim + len(cfg.attributes) * cfg.attribute_dim  # what the conditioning receives
         cond = build_conditioning(
-            cfg.conditioning["mode"], cfg.latent_dim, cfg.d_model, cfg.decoder_layers, max_latents, **options
+            cfg.conditioning["mode"], cond_dim, cfg.d_model, cfg.decoder_layers, max_latents, **options
         )
         self.decoder = Decoder(
             cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond,
@@ -107,6 +116,8 @@ class MusicVAE(nn.Module):
         # Likewise the posterior head: at std 0.02, mu barely varies across segments while z's noise has
         # std 1, so the decoder first learns that z is noise and the encoder lags behind (He et al. 2019).
         self.encoder.to_posterior.reset_parameters()
+        for embedding in self.attribute_embed:  # N(0, 1) as z itself (MuseMorphose's nn.Embedding default)
+            embedding.reset_parameters()
 
     def compile_parts(self) -> None:
         """torch.compile the encoder and the decoder in place (nn.Module.compile: parameter names and
@@ -143,20 +154,40 @@ class MusicVAE(nn.Module):
         return mu + eps * torch.exp(0.5 * logvar)
 
     def decode(
-        self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None, bars: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """tokens (B, T), z (B, c) or (B, K, c), bars (B, T) with K > 1 -> logits (B, T, V)."""
+        self, tokens: torch.Tensor, z: torch.Tensor, cache: DecoderCache | None = None, bars: torch.Tensor | None = None,
+        attributes: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """tokens (B, T), z (B, c) or (B, K, c), bars (B, T) with K > 1 -> logits (B, T, V).
+
+        attributes: classes (B, A) or (B, K, A), A = len(cfg.attributes), when the model has attributes.
+        """
+        if cache is None or cache.length == 0:  # later steps reuse the cache's prepared condition
+            z = self.join_attributes(z, attributes)
         return self.decoder(tokens, z, cache, bars)
 
+    def join_attributes(self, z: torch.Tensor, attributes: torch.Tensor | None) -> torch.Tensor:
+        """z (B, [K,] c) and attribute classes (B, [K,] A) -> (B, [K,] c + A * attribute_dim)."""
+        if not self.cfg.attributes:
+            return z
+        if attributes is None or attributes.shape[-1] != len(self.cfg.attributes) or attributes.shape[:-1] != z.shape[:-1]:
+            got = None if attributes is None else tuple(attributes.shape)
+            raise ValueError(
+                f"a model with attributes {list(self.cfg.attributes)} decodes with their classes, shaped like z "
+                f"{tuple(z.shape[:-1])} + ({len(self.cfg.attributes)},); got {got}"
+            )
+        embedded = [emb(attributes[..., i]) for i, emb in enumerate(self.attribute_embed)]
+        return torch.cat([z, *(e.to(z.dtype) for e in embedded)], dim=-1)
+
     def forward(
-        self, tokens: torch.Tensor, mask: torch.Tensor, sample: bool | None = None, bars: torch.Tensor | None = None
-    ) -> VAEOutput:
+        self, tokens: torch.Tensor, mask: torch.Tensor, sample: bool | None = None, bars: torch.Tensor | None = None,
+        attributes: torch.Tensor | None = None,
+    ) -> VAEOutput:  # fmt: skip
         """Teacher-forced pass. z is sampled in training and mu in eval, unless `sample` says otherwise."""
         mu, logvar = self.encode(tokens, mask, bars)
         sample = self.training if sample is None else sample
         z = self.reparameterize(mu, logvar) if sample else mu
         dec_bars = bars[:, :-1] if self.per_bar else None
-        logits = self.decode(tokens[:, :-1], z, bars=dec_bars)  # predict tokens[:, 1:] from tokens[:, :-1]
+        logits = self.decode(tokens[:, :-1], z, bars=dec_bars, attributes=attributes)  # predict tokens[:, 1:]
         return VAEOutput(logits, mu, logvar, z, latent_mask(bars, mask, mu.shape[1]) if self.per_bar else None)
 
 

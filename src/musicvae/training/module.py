@@ -25,11 +25,14 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from musicvae.checkpoint import checkpoint_tag
+from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
+from musicvae.data.attributes import AttributeBins, AttributeReader, latent_classes, latent_values
+from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
 from musicvae.models.vae import MusicVAE, VAEConfig, latent_mask
@@ -64,6 +67,10 @@ class VAEModule(pl.LightningModule):
         self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
         self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
         self._fused = False  # whether configure_optimizers chose fused AdamW (gradient clipping follows it)
+        # model.attributes: class edges fitted on the training split at the first setup (then kept in the
+        # checkpoint, so sampling needs nothing else), and the reader of attribute values from tokens
+        self.attribute_bins: AttributeBins | None = None
+        self._attribute_reader: AttributeReader | None = None
 
     # ----- losses -------------------------------------------------------------------------------
     @staticmethod
@@ -75,14 +82,15 @@ class VAEModule(pl.LightningModule):
         return nll.view(b, t) * mask[:, 1:]
 
     def loss_terms(
-        self, tokens: torch.Tensor, mask: torch.Tensor, step: int, bars: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, tokens: torch.Tensor, mask: torch.Tensor, step: int, bars: torch.Tensor | None = None,
+        attributes: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
         """The training loss and its parts on one batch at a global step (z ~ q(z|x)).
 
         loss = recon + β(step) · Σ_d max(mean_b KL_d, free_bits); recon and KL in nats per segment
         (per bar: see `segment_kl`).
         """
-        out = self.model(tokens, mask, sample=True, bars=bars)
+        out = self.model(tokens, mask, sample=True, bars=bars, attributes=attributes)
         nll = self.token_nll(out.logits, tokens, mask)  # (B, T-1)
         recon = nll.sum() / tokens.shape[0]  # nats per segment
         kl_dims = kl_per_dim(out.mu.float(), out.logvar.float())  # (B, c) or (B, K, c)
@@ -99,7 +107,7 @@ class VAEModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         tokens, mask, bars = batch  # (B, T) each
-        terms = self.loss_terms(tokens, mask, self.global_step, bars)
+        terms = self.loss_terms(tokens, mask, self.global_step, bars, self.batch_attributes(tokens, mask))
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         self.log("kl", terms["kl"], prog_bar=True, logger=False)
@@ -159,10 +167,11 @@ class VAEModule(pl.LightningModule):
         mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, [K,] c): the reference's own rows
         inputs, target_mask = tokens[:, :-1], mask[:, 1:]
         in_bars = bars[:, :-1] if self.model.per_bar else None
-        logits = self.model.decode(inputs, mu, bars=in_bars)  # z = mu: recon and accuracy
+        attrs = self.batch_attributes(tokens, mask, mu.shape[1] if self.model.per_bar else None)  # the segment's own
+        logits = self.model.decode(inputs, mu, bars=in_bars, attributes=attrs)  # z = mu: recon and accuracy
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
         z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
-        nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars), tokens, mask)
+        nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars, attributes=attrs), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
         rows, ref_rows = _latent_rows(ref["present"][positions]), _latent_rows(ref["present"])
         mi = mutual_information_terms(
@@ -175,7 +184,8 @@ class VAEModule(pl.LightningModule):
         )  # fmt: skip
         if ref["partners"] is not None:  # z-gap: the same tokens decoded from another piece's z (bar k: its bar k)
             partner_mu = ref["mu"][ref["partners"][positions]]
-            sums["nll_partner"] = self.token_nll(self.model.decode(inputs, partner_mu, bars=in_bars), tokens, mask).sum()
+            partner_logits = self.model.decode(inputs, partner_mu, bars=in_bars, attributes=attrs)
+            sums["nll_partner"] = self.token_nll(partner_logits, tokens, mask).sum()
         self._accumulate(**sums)
 
     def on_validation_epoch_end(self):
@@ -224,8 +234,36 @@ class VAEModule(pl.LightningModule):
                     {"val/kl_per_dim": wandb.Histogram(kl_dims.numpy()), "trainer/global_step": self.global_step}
                 )
 
+    # ----- attributes (model.attributes): classes of each latent's bar(s), from the tokens -----------------
+    def batch_attributes(self, tokens: torch.Tensor, mask: torch.Tensor, k: int | None = None) -> torch.Tensor | None:
+        """Classes of the model's attributes for each latent of a batch: (B, K, A) per bar (K: `k` or the
+        batch's most bars), (B, A) per segment; None for a model without attributes."""
+        names = self.model.cfg.attributes
+        if not names:
+            return None
+        if self.attribute_bins is None:
+            raise UserError("model.attributes needs class edges fitted on the training split: train through train()")
+        rows = [row[1 : int(n) - 1] for row, n in zip(tokens.cpu().numpy(), mask.sum(1).tolist(), strict=True)]
+        classes = latent_classes(self._reader(), self.attribute_bins, rows, names, self.model.per_bar, k)
+        return torch.from_numpy(classes).to(tokens.device)
+
+    def _reader(self) -> AttributeReader:
+        if self._attribute_reader is None:
+            self._attribute_reader = AttributeReader(tokenizer_from_dict(self.hparams.tokenizer))
+        return self._attribute_reader
+
+    def fit_attribute_bins(self, segments) -> None:
+        """Class edges of every attribute over the latents of `segments` (the training split's token ids)."""
+        values = latent_values(self._reader(), segments, self.model.per_bar)
+        self.attribute_bins = AttributeBins.fit(np.concatenate(values))
+
     # ----- optimisation -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.model.cfg.attributes and self.attribute_bins is None and dm is not None and "train" in dm.datasets:
+            arrays = dm.datasets["train"].arrays  # every rank fits the same edges from the same split
+            self.fit_attribute_bins(arrays.window(i) for i in range(len(arrays)))
+            log.info("attribute classes fitted on %d train segments: %s", len(arrays), self.attribute_bins.edges)
         if self.device.type == "cuda":
             # TF32 for fp32 matmuls (fp32 range, 10-bit mantissa): ~7x the fp32 rate on Hopper/Ampere; the
             # loss, softmax and KL stay fp32. Under bf16-mixed it only touches the ops autocast leaves fp32.
@@ -262,6 +300,12 @@ class VAEModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["musicvae"] = checkpoint_tag()  # read back by musicvae.checkpoint.read_checkpoint
+        if self.attribute_bins is not None:
+            checkpoint[ATTRIBUTE_BINS_KEY] = self.attribute_bins.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get(ATTRIBUTE_BINS_KEY):  # a resumed run keeps the classes it trained with
+            self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
 
 
 def _pad_bars(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -224,7 +224,7 @@ def train(cfg: DictConfig) -> dict:
         if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
             fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
             segments = held_out_segments(dm, fid_cfg.n_reconstructions)
-            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir)
+            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins)
             for lg in loggers:
                 if isinstance(lg, WandbLogger):
                     lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
