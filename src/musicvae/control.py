@@ -14,13 +14,21 @@ bar pairs with its bar's attributes; a latent per segment with the mean over the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import torch
 
-from musicvae.data.attributes import ATTRIBUTES, AttributeBins, AttributeReader, latent_values
+from musicvae.data.attributes import (
+    ATTRIBUTES,
+    N_CLASSES,
+    AttributeBins,
+    AttributeReader,
+    latent_classes,
+    latent_values,
+)
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
 from musicvae.sampling import LoadedCheckpoint, encode_segments, token_rules
@@ -135,3 +143,141 @@ def compute_attribute_vectors(
     vectors = torch.stack([quarter_difference(z, values[:, a]) for a in range(len(ATTRIBUTES))])
     log.info("attribute vectors from %d %s latents of %s/%s", len(z), loaded.model.cfg.latent, dm.settings.name, split)
     return AttributeVectors(ATTRIBUTES, vectors, AttributeBins.fit(values), loaded.model.cfg.latent, len(z), str(loaded.path))
+
+
+# ----- measuring control: does asking for a class (or moving along a vector) give it? -----------------------
+@dataclass
+class ControlSettings:
+    """What `scripts/evaluate.py control=true` measures (configs/evaluate.yaml)."""
+
+    split: str = "test"
+    n_segments: int = 32  # segments of the split, spread over it
+    classes: tuple[int, ...] = tuple(range(N_CLASSES))  # requested classes (attribute-conditioned models)
+    amounts: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # attribute vectors: z + amount x vector
+    vector_attributes: tuple[str, ...] = ATTRIBUTES  # the vectors scored (each costs len(amounts) decodes)
+    temperature: float = 1.0
+    top_p: float = 0.9
+    batch_size: int = 16
+    seed: int = 0
+
+
+def spearman(x, y) -> float | None:
+    """Spearman ρ of two equal-length sequences; None where it is undefined (a constant side)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return None
+    return float(scipy.stats.spearmanr(x, y).statistic)
+
+
+def _scores(requested: list, achieved: np.ndarray, attribute: str, others: tuple[str, ...]) -> dict:
+    """ρ(requested, achieved class of the attribute) and |ρ| of the others' achieved classes."""
+    rho = spearman(requested, achieved[:, ATTRIBUTES.index(attribute)])
+    per_other = {b: spearman(requested, achieved[:, ATTRIBUTES.index(b)]) for b in others}
+    defined = [abs(v) for v in per_other.values() if v is not None]
+    return {"spearman": rho, "others_abs_spearman": float(np.mean(defined)) if defined else None,
+            "others": {b: (None if v is None else abs(v)) for b, v in per_other.items()}, "n": len(requested)}  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: ControlSettings,
+                     vectors: AttributeVectors | None = None) -> dict:  # fmt: skip
+    """Controllability (Spearman ρ between requested and achieved class), disentanglement (|ρ| of the other
+    attributes) and fidelity (chroma / groove similarity to the input) on a split of the checkpoint's data.
+
+    Attribute-conditioned models (`model.attributes`): each segment decoded from its own z with one
+    attribute's class set to each of `settings.classes` in every bar (the others kept at the input's own).
+    Attribute vectors (`vectors`, any model): each segment decoded from z + amount x vector for each amount;
+    ρ between amount and achieved class. Achieved classes are read from the decoded tokens, per bar for a
+    per-bar model (a row per bar), per segment otherwise, with the checkpoint's class edges.
+    """
+    from musicvae.generate import SamplingConfig
+    from musicvae.metrics.music import chroma_similarity, groove_similarity
+    from musicvae.render import tokens_to_pretty_midi
+    from musicvae.sampling import apply_class_changes, reconstruct_segments
+
+    model, tok = loaded.model, loaded.tokenizer
+    bins = loaded.attribute_bins or (vectors.bins if vectors is not None else None)
+    if bins is None:
+        raise UserError(f"{loaded.path} has no attributes and no attribute vectors: run scripts/attributes.py first, "
+                        "or train with model.attributes=[rhythm,polyphony]")  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    arrays = dm.datasets[settings.split].arrays if settings.split in dm.datasets else None
+    if arrays is None or len(arrays) == 0:
+        raise UserError(f"the {settings.split} split of {dm.settings.name} holds no segments")
+    step = max(1, len(arrays) // settings.n_segments)
+    segments = [arrays.window(i).tolist() for i in range(0, len(arrays), step)][: settings.n_segments]
+    rules, reader = token_rules(tok), AttributeReader(tok)
+    mu, _ = encode_segments(model, segments, settings.batch_size, rules.bar_ids)
+    k = mu.shape[1] if model.per_bar else None
+    own = torch.from_numpy(latent_classes(reader, bins, segments, ATTRIBUTES, model.per_bar, k)).to(mu.device)
+    n_bars = [sum(t in rules.bar_ids for t in s) for s in segments]
+    sampling = SamplingConfig(settings.temperature, 0, settings.top_p, model.cfg.max_len - 1)
+    originals = [tokens_to_pretty_midi(tok, s)[0] for s in segments]
+    chroma, groove = [], []
+
+    def achieved(decoded: list[list[int]]) -> np.ndarray:
+        """Classes of the decoded segments, rows as the inputs' latents: (rows, A)."""
+        for original, ids in zip(originals, decoded, strict=True):
+            out = tokens_to_pretty_midi(tok, ids)[0]
+            chroma.append(chroma_similarity(original, out))
+            groove.append(groove_similarity(original, out))
+        got = latent_classes(reader, bins, decoded, ATTRIBUTES, model.per_bar, k)
+        return np.concatenate([g[:n] for g, n in zip(got, n_bars, strict=True)]) if model.per_bar else got
+
+    rows_per_decode = sum(n_bars) if model.per_bar else len(segments)
+    result: dict = {"control": {}, "vectors": {}}
+    names = list(model.cfg.attributes)
+    for a in names:
+        requested, got = [], []
+        for c in settings.classes:
+            attrs = apply_class_changes(own[..., [ATTRIBUTES.index(n) for n in names]], names, {a: (False, int(c))})
+            gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
+            got.append(achieved(reconstruct_segments(model, segments, mu, sampling, rules, gen, settings.batch_size, attrs)))
+            requested += [int(c)] * rows_per_decode
+        others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
+        result["control"][a] = _scores(requested, np.concatenate(got), a, others)
+    if vectors is not None:
+        attrs = own[..., [ATTRIBUTES.index(n) for n in names]] if names else None
+        for a in settings.vector_attributes:
+            requested, got = [], []
+            for amount in settings.amounts:
+                z = mu + float(amount) * vectors.vector(a).to(mu.device)
+                gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
+                got.append(achieved(reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)))
+                requested += [float(amount)] * rows_per_decode
+            result["vectors"][a] = _scores(requested, np.concatenate(got), a, tuple(n for n in ATTRIBUTES if n != a))
+    result["fidelity"] = {"chroma_sim": _finite_mean(chroma), "groove_sim": _finite_mean(groove), "n_decodes": len(chroma)}
+    result["settings"] = {**asdict(settings), "segments": len(segments), "latent": model.cfg.latent,
+                          "attributes": names, "checkpoint": str(loaded.path)}  # fmt: skip
+    return result
+
+
+def _finite_mean(values) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def flatten_scores(result: dict) -> dict[str, float | None]:
+    """evaluation.json's flat keys: control.<attribute>.spearman, control.<attribute>.others_abs_spearman,
+    vectors.<attribute>.spearman, ..., fidelity.chroma_sim, fidelity.groove_sim."""
+    flat = {}
+    for kind in ("control", "vectors"):
+        for a, s in result[kind].items():
+            flat[f"{kind}.{a}.spearman"] = s["spearman"]
+            flat[f"{kind}.{a}.others_abs_spearman"] = s["others_abs_spearman"]
+    flat.update({f"fidelity.{k}": v for k, v in result["fidelity"].items() if k != "n_decodes"})
+    return flat
+
+
+def control_table(result: dict) -> str:
+    """The markdown table of a control evaluation (evaluation.md)."""
+    lines = ["| how | attribute | Spearman ρ (requested vs achieved) | mean abs ρ of the others | rows |", "|---|---|---|---|---|"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for kind, label in (("control", "attribute-conditioned (class 0-7)"), ("vectors", "attribute vector (amount)")):
+        for a, s in result[kind].items():
+            lines.append(f"| {label} | {a} | {fmt(s['spearman'])} | {fmt(s['others_abs_spearman'])} | {s['n']} |")
+    f = result["fidelity"]
+    lines += ["", f"Fidelity to the input over all {f['n_decodes']} decodes: chroma similarity {fmt(f['chroma_sim'])}, "
+              f"groove similarity {fmt(f['groove_sim'])}."]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""Evaluate a checkpoint's control.  python scripts/evaluate.py ckpt=PATH control=true  -> evaluation.json, .md"""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from musicvae.control import (
+    AttributeVectors,
+    ControlSettings,
+    compute_attribute_vectors,
+    control_table,
+    evaluate_control,
+    flatten_scores,
+    training_data,
+    vectors_path,
+)
+from musicvae.errors import UserError, exit_on_user_error
+from musicvae.sampling import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    if not cfg.control:
+        raise UserError("nothing to evaluate: control=true is the evaluation this script runs")
+    loaded = load_checkpoint(cfg.ckpt, cfg.device)
+    override = {"path": cfg.data_path} if cfg.data_path else None
+    vectors = None
+    if str(cfg.vectors) == "auto" and vectors_path(loaded.path).is_file() or cfg.vectors is True:
+        if vectors_path(loaded.path).is_file():
+            vectors = AttributeVectors.load(vectors_path(loaded.path))
+        else:
+            vectors = compute_attribute_vectors(loaded, data_override=override)
+            vectors.save(vectors_path(loaded.path))
+    if vectors is None and not loaded.model.cfg.attributes:
+        raise UserError(
+            f"{cfg.ckpt} has no attributes and no attribute vectors: run scripts/attributes.py ckpt={cfg.ckpt} "
+            "first (or vectors=true)"
+        )
+    settings = ControlSettings(
+        split=cfg.split, n_segments=int(cfg.n_segments), classes=tuple(int(c) for c in cfg.classes),
+        amounts=tuple(float(a) for a in cfg.amounts), vector_attributes=tuple(cfg.vector_attributes),
+        temperature=float(cfg.temperature), top_p=float(cfg.top_p), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
+    )  # fmt: skip
+    result = evaluate_control(loaded, training_data(loaded, override), settings, vectors)
+    out = Path(cfg.out_dir) if cfg.out_dir else loaded.path.parent / "control"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps({**flatten_scores(result), "details": result}, indent=2))
+    (out / "evaluation.md").write_text(f"# Control of {loaded.path}\n\n" + control_table(result))
+    print(control_table(result))
+    print(f"wrote {out / 'evaluation.json'} and evaluation.md")
+
+
+if __name__ == "__main__":
+    main()
