@@ -31,7 +31,7 @@ def test_attribute_conditioned_model_is_scored_per_attribute(tiny_attr_run):
     for a in ("rhythm", "polyphony"):
         assert f"control.{a}.spearman" in flat and f"control.{a}.others_abs_spearman" in flat
         n = result["control"][a]["n"]  # a row per bar of each segment, per requested class
-        assert n % 2 == 0 and n >= 2 * 4 * 4  # 2 classes x 4 segments x their (4) bars
+        assert n % 2 == 0 and n >= 2 * 4 * 2  # 2 classes x 4 segments x their bars (2-4: truncated at 128 tokens)
     rho = flat["control.rhythm.spearman"]
     assert rho is not None and rho > 0  # asking for a higher rhythm class gives a higher one (trained toy)
     assert 0 <= flat["fidelity.chroma_sim"] <= 1 and result["vectors"] == {}
