@@ -164,75 +164,50 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> dict:
-    """A tiny VAE trained long enough on 12 synthetic pieces to write notes (session-wide, ~10 s).
+TINY_TRAIN = (
+    "data=midi_dir", "data.workers=1", "data.batch_size=8", "data.max_tokens=128", "data.transpose=0",
+    "trainer=debug", "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
+    "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
+    "model.dropout=0.0", "optim.lr=3e-3", "optim.warmup_steps=10",
+    "eval.fidelity.n_reconstructions=0", "eval.fidelity.n_samples=0",
+)  # fmt: skip
+
+
+def _train_tiny(root: Path, write: Callable[[Path], object], *overrides: str) -> dict:
+    """Train a tiny VAE (TINY_TRAIN, then `overrides`) on the pieces `write` puts in root/midi.
 
     Returns {"ckpt": last checkpoint path, "midi": the pieces' folder, "run_dir": the run folder}.
     """
     from musicvae.training.train import train
 
-    root = tmp_path_factory.mktemp("tiny_run")
-    write_pieces(root / "midi")
-    cfg = _compose(
-        "train",
-        [
-            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
-            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
-            "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
-            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
-            "model.dropout=0.0", "optim.lr=3e-3", "optim.warmup_steps=10", f"output_dir={root / 'run'}",
-            "eval.fidelity.n_reconstructions=0", "eval.fidelity.n_samples=0",
-        ],
-    )  # fmt: skip
-    result = train(cfg)
-    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": result["run_dir"]}
+    write(root / "midi")
+    paths = [f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", f"output_dir={root / 'run'}"]
+    result = train(_compose("train", [*TINY_TRAIN, *paths, *overrides]))
+    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"])}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """A tiny VAE trained long enough on 12 synthetic pieces to write notes (session-wide, ~10 s)."""
+    return _train_tiny(tmp_path_factory.mktemp("tiny_run"), write_pieces)
 
 
 @pytest.fixture(scope="session")
 def tiny_bar_run(tmp_path_factory) -> dict:
-    """`tiny_run` with one latent per bar (model.latent=bar), its fidelity evaluation on (~15 s).
-
-    Returns {"ckpt", "midi", "run_dir", "result": train()'s return}.
-    """
-    from musicvae.training.train import train
-
-    root = tmp_path_factory.mktemp("tiny_bar_run")
-    write_pieces(root / "midi")
-    cfg = _compose(
-        "train",
-        [
-            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
-            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
-            "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
-            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
-            "model.dropout=0.0", "model.latent=bar", "optim.lr=3e-3", "optim.warmup_steps=10",
-            f"output_dir={root / 'run'}", "eval.fidelity.n_reconstructions=4", "eval.fidelity.n_samples=2",
-        ],
+    """`tiny_run` with one latent per bar (model.latent=bar), its fidelity evaluation on (~15 s)."""
+    return _train_tiny(
+        tmp_path_factory.mktemp("tiny_bar_run"), write_pieces,
+        "model.latent=bar", "eval.fidelity.n_reconstructions=4", "eval.fidelity.n_samples=2",
     )  # fmt: skip
-    result = train(cfg)
-    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"]), "result": result}
 
 
 @pytest.fixture(scope="session")
 def tiny_attr_run(tmp_path_factory) -> dict:
     """A per-bar model with attribute-conditioned decoding, model.attributes=[rhythm,polyphony], on pieces
     whose bars differ in rhythm (write_rhythm_pieces); β = 1 keeps z from carrying all of a bar (~20 s)."""
-    from musicvae.training.train import train
-
-    root = tmp_path_factory.mktemp("tiny_attr_run")
-    write_rhythm_pieces(root / "midi")
-    cfg = _compose(
-        "train",
-        [
-            "data=midi_dir", f"data.path={root / 'midi'}", f"paths.data_dir={root / 'data'}", "data.workers=1",
-            "data.batch_size=8", "data.max_tokens=128", "data.transpose=0", "trainer=debug",
-            "trainer.max_steps=200", "trainer.val_check_interval=100", "kl=constant", "kl.beta=1.0",
-            "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
-            "model.dropout=0.0", "model.latent=bar", "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8",
-            "optim.lr=3e-3", "optim.warmup_steps=10", f"output_dir={root / 'run'}",
-            "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
-        ],
+    return _train_tiny(
+        tmp_path_factory.mktemp("tiny_attr_run"), write_rhythm_pieces,
+        "trainer.max_steps=200", "trainer.val_check_interval=100", "kl.beta=1.0", "model.latent=bar",
+        "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8",
+        "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
     )  # fmt: skip
-    result = train(cfg)
-    return {"ckpt": Path(result["last_ckpt"]), "midi": root / "midi", "run_dir": Path(result["run_dir"])}
