@@ -103,3 +103,23 @@ def test_fidelity_evaluation_of_a_diverged_model_is_skipped_with_the_reason(tmp_
     result = evaluate_fidelity(model, tokenizer=None, test_segments=[[4, 5, 6]], cfg=FidelityConfig(), run_dir=tmp_path)
     assert "decoder.blocks.0.attn.q.weight" in result["skipped"]
     assert json.loads((tmp_path / "fidelity.json").read_text()) == result
+
+
+@pytest.mark.parametrize("mode", ["in_attention", "cross_attention", "embedding", "prefix", "none"])
+def test_per_bar_latents_switch_at_bar_tokens_cached_as_uncached(mode):
+    """z (B, K, c): cached decoding gives the uncached tokens, and no sequence opens more than K bars."""
+    from model_cases import BAR_ID, C, tiny_vae
+
+    model = tiny_vae({"mode": mode}, latent="bar", latent_dim=C)
+    bias = torch.zeros(model.cfg.vocab_size)
+    bias[BAR_ID] = 2.5  # Bar tokens likely (~1 in 4), so that bars switch within the 11 tokens
+    model.decoder.head.bias = torch.nn.Parameter(bias)
+    z = torch.randn(3, 3, C, generator=torch.Generator().manual_seed(0))
+    rules = TokenRules(bar_ids=(BAR_ID,))
+    cfg = SamplingConfig(max_tokens=11)
+    cached = sample_tokens(model, z, cfg, torch.Generator().manual_seed(5), use_cache=True, rules=rules, bars=3)
+    plain = sample_tokens(model, z, cfg, torch.Generator().manual_seed(5), use_cache=False, rules=rules, bars=3)
+    assert cached == plain
+    assert all(seq.count(BAR_ID) <= 3 for seq in cached) and any(seq.count(BAR_ID) >= 2 for seq in cached)
+    with pytest.raises(ValueError, match="bar_ids"):
+        sample_tokens(model, z, cfg, use_cache=True)
