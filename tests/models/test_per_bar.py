@@ -158,3 +158,27 @@ def test_padding_rows_far_longer_than_a_bar_encode():
         mu, _ = model.encode(tokens, mask, bars)
         alone, _ = model.encode(*batch(short_row)[:2], batch(short_row)[2])
     torch.testing.assert_close(mu[1, 0], alone[0, 0], atol=1e-5, rtol=0)  # padding changes nothing
+
+
+def test_sixteen_bar_segments_of_up_to_1280_tokens_train_per_bar(make_piece, compose_cfg, tmp_path):
+    """data.bars=16, data.max_tokens=1280: batches of 16-bar segments, one latent per bar, a loss that backprops."""
+    from musicvae.data import MidiDataModule
+    from musicvae.models.vae import VAEConfig
+
+    for i in range(4):
+        make_piece(tmp_path / "midi" / f"long{i}.mid", bars=20, seed=i)
+    cfg = compose_cfg("prepare_data", ["data=midi_dir", f"data.path={tmp_path / 'midi'}", f"paths.data_dir={tmp_path / 'data'}",
+                                       "data.workers=1", "data.bars=16", "data.hop_bars=2", "data.max_tokens=1280",
+                                       "data.batch_size=2", "data.val_fraction=0.0", "data.test_fraction=0.0"])  # fmt: skip
+    dm = MidiDataModule(cfg.data, cfg.tokenizer)
+    dm.prepare_data()
+    dm.setup("fit")
+    tokens, mask, bars = next(iter(dm.train_dataloader()))
+    assert dm.max_len == 1282 and tokens.shape[1] > 400  # ~30 tokens a bar
+    assert int(bars[mask].max()) == 15  # 16 bars: 0..15
+    model = MusicVAE(VAEConfig(vocab_size=dm.vocab_size, max_len=dm.max_len, d_model=32, heads=2, encoder_layers=1,
+                               decoder_layers=1, latent_dim=8, latent="bar", max_bars=16))  # fmt: skip
+    out = model(tokens, mask, sample=True, bars=bars)
+    assert out.mu.shape == (2, 16, 8) and out.latent_mask.all()
+    out.logits.logsumexp(-1).mean().backward()
+    assert model.encoder.to_posterior.weight.grad is not None
