@@ -169,13 +169,36 @@ def spearman(x, y) -> float | None:
     return float(scipy.stats.spearmanr(x, y).statistic)
 
 
-def _scores(requested: list, achieved: np.ndarray, attribute: str, others: tuple[str, ...]) -> dict:
-    """ρ(requested, achieved class of the attribute) and |ρ| of the others' achieved classes."""
-    rho = spearman(requested, achieved[:, ATTRIBUTES.index(attribute)])
-    per_other = {b: spearman(requested, achieved[:, ATTRIBUTES.index(b)]) for b in others}
-    defined = [abs(v) for v in per_other.values() if v is not None]
-    return {"spearman": rho, "others_abs_spearman": float(np.mean(defined)) if defined else None,
-            "others": {b: (None if v is None else abs(v)) for b, v in per_other.items()}, "n": len(requested)}  # fmt: skip
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _others_abs(requested, achieved: np.ndarray, others: tuple[str, ...]) -> float | None:
+    defined = [abs(v) for b in others if (v := spearman(requested, achieved[:, ATTRIBUTES.index(b)])) is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def _scores(requested: list, achieved: np.ndarray, segment: np.ndarray, attribute: str, others: tuple[str, ...],
+            seed: int = 0) -> dict:  # fmt: skip
+    """ρ(requested, achieved class of the attribute) and mean |ρ| of the others' achieved classes, each
+    with a 95% interval from a bootstrap over segments (rows of one segment, its bars and its requests,
+    are resampled together: they are not independent)."""
+    requested = np.asarray(requested, dtype=np.float64)
+    column = ATTRIBUTES.index(attribute)
+    rho = spearman(requested, achieved[:, column])
+    others_abs = _others_abs(requested, achieved, others)
+    rows_of = [np.flatnonzero(segment == s) for s in np.unique(segment)]
+    rng = np.random.default_rng(seed)
+    boot_rho, boot_others = [], []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        rows = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of), len(rows_of))])
+        if (r := spearman(requested[rows], achieved[rows, column])) is not None:
+            boot_rho.append(r)
+        if (o := _others_abs(requested[rows], achieved[rows], others)) is not None:
+            boot_others.append(o)
+    interval = lambda xs: [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))] if xs else None  # noqa: E731
+    return {"spearman": rho, "spearman_ci95": interval(boot_rho), "others_abs_spearman": others_abs,
+            "others_abs_spearman_ci95": interval(boot_others), "others": list(others), "n": len(requested),
+            "segments": len(rows_of)}  # fmt: skip
 
 
 @torch.no_grad()
@@ -226,6 +249,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
         return np.concatenate([g[:n] for g, n in zip(got, n_bars, strict=True)]) if model.per_bar else got
 
     rows_per_decode = sum(n_bars) if model.per_bar else len(segments)
+    segment_of_row = np.repeat(np.arange(len(segments)), n_bars) if model.per_bar else np.arange(len(segments))
     result: dict = {"control": {}, "vectors": {}}
     names = list(model.cfg.attributes)
     for a in names:
@@ -236,7 +260,8 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
             got.append(achieved(reconstruct_segments(model, segments, mu, sampling, rules, gen, settings.batch_size, attrs)))
             requested += [int(c)] * rows_per_decode
         others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
-        result["control"][a] = _scores(requested, np.concatenate(got), a, others)
+        seg = np.tile(segment_of_row, len(settings.classes))
+        result["control"][a] = _scores(requested, np.concatenate(got), seg, a, others, settings.seed)
     if vectors is not None:
         attrs = own[..., [ATTRIBUTES.index(n) for n in names]] if names else None
         for a in settings.vector_attributes:
@@ -246,7 +271,9 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
                 gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
                 got.append(achieved(reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)))
                 requested += [float(amount)] * rows_per_decode
-            result["vectors"][a] = _scores(requested, np.concatenate(got), a, tuple(n for n in ATTRIBUTES if n != a))
+            seg = np.tile(segment_of_row, len(settings.amounts))
+            result["vectors"][a] = _scores(requested, np.concatenate(got), seg, a, tuple(n for n in ATTRIBUTES if n != a),
+                                           settings.seed)  # fmt: skip
     result["fidelity"] = {"chroma_sim": _finite_mean(chroma), "groove_sim": _finite_mean(groove), "n_decodes": len(chroma)}
     result["settings"] = {**asdict(settings), "segments": len(segments), "latent": model.cfg.latent,
                           "attributes": names, "checkpoint": str(loaded.path)}  # fmt: skip
@@ -272,11 +299,20 @@ def flatten_scores(result: dict) -> dict[str, float | None]:
 
 def control_table(result: dict) -> str:
     """The markdown table of a control evaluation (evaluation.md)."""
-    lines = ["| how | attribute | Spearman ρ (requested vs achieved) | mean abs ρ of the others | rows |", "|---|---|---|---|---|"]
+    lines = [
+        "| how | attribute | Spearman ρ (requested vs achieved) [95% CI] | mean abs ρ of the others [95% CI] | others | rows (segments) |",
+        "|---|---|---|---|---|---|",
+    ]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    for kind, label in (("control", "attribute-conditioned (class 0-7)"), ("vectors", "attribute vector (amount)")):
+    ci = lambda v: "" if not v else f" [{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
+    for kind, label in (("control", "attribute-conditioned (class)"), ("vectors", "attribute vector (amount)")):
         for a, s in result[kind].items():
-            lines.append(f"| {label} | {a} | {fmt(s['spearman'])} | {fmt(s['others_abs_spearman'])} | {s['n']} |")
+            lines.append(f"| {label} | {a} | {fmt(s['spearman'])}{ci(s['spearman_ci95'])} | "
+                         f"{fmt(s['others_abs_spearman'])}{ci(s['others_abs_spearman_ci95'])} | {', '.join(s['others'])} | "
+                         f"{s['n']} ({s['segments']}) |")  # fmt: skip
+    lines.append("")
+    lines.append("Intervals: a bootstrap over the segments (their bars and requests resampled together), "
+                 f"{BOOTSTRAP_RESAMPLES} resamples.")  # fmt: skip
     f = result["fidelity"]
     lines += ["", f"Fidelity to the input over all {f['n_decodes']} decodes: chroma similarity {fmt(f['chroma_sim'])}, "
               f"groove similarity {fmt(f['groove_sim'])}."]  # fmt: skip

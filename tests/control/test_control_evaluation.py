@@ -8,9 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from musicvae.control import ControlSettings, evaluate_control, flatten_scores, spearman, training_data
+from musicvae.control import (
+    ControlSettings,
+    _scores,
+    evaluate_control,
+    flatten_scores,
+    spearman,
+    training_data,
+)
+from musicvae.data.attributes import ATTRIBUTES
 from musicvae.sampling import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +30,19 @@ def test_spearman_is_rank_correlation_and_none_when_undefined():
     assert spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 1, 1], [1, 2, 3, 4]) is None and spearman([1, 2], [2, 1]) is None
+
+
+def test_scores_carry_a_bootstrap_interval_over_segments():
+    requested = np.repeat([0, 1, 2, 3], 10)  # 4 requests x 10 segments
+    segment = np.tile(np.arange(10), 4)
+    achieved = np.zeros((40, len(ATTRIBUTES)))
+    achieved[:, 0] = requested  # rhythm follows the request exactly
+    achieved[:, 1] = np.random.default_rng(0).integers(0, 8, 40)  # polyphony does not
+    s = _scores(list(requested), achieved, segment, "rhythm", ("polyphony",))
+    assert s["spearman"] == pytest.approx(1.0) and s["spearman_ci95"] == pytest.approx([1.0, 1.0])
+    assert s["segments"] == 10
+    lo, hi = s["others_abs_spearman_ci95"]
+    assert 0 <= lo <= s["others_abs_spearman"] <= hi <= 1 and hi > lo
 
 
 def test_attribute_conditioned_model_is_scored_per_attribute(tiny_attr_run):
