@@ -1,18 +1,24 @@
 """Attribute vectors of a checkpoint.  python scripts/attributes.py ckpt=PATH  -> PATH's <name>.attributes.pt"""
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
-from musicvae.control import compute_attribute_vectors, vectors_path
+from musicvae.choices import check_group_choices
+from musicvae.control import compute_attribute_vectors, data_override, vectors_path
 from musicvae.errors import exit_on_user_error
 from musicvae.sampling import load_checkpoint
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @hydra.main(config_path="../configs", config_name="attributes", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
-    override = {"path": cfg.data_path} if cfg.data_path else None
+    override = data_override(cfg.get("data"), cfg.data_path)
     vectors = compute_attribute_vectors(loaded, cfg.split, cfg.max_segments, override, cfg.batch_size)
     path = vectors_path(loaded.path)
     vectors.save(path)
@@ -21,4 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_group_choices)(CONFIG_DIR, sys.argv[1:])  # data=nosuch: one line, not Hydra's report
     main()

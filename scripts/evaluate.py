@@ -2,16 +2,19 @@
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from musicvae.choices import check_group_choices
 from musicvae.control import (
     AttributeVectors,
     ControlSettings,
     compute_attribute_vectors,
     control_table,
+    data_override,
     evaluate_control,
     flatten_scores,
     training_data,
@@ -22,6 +25,8 @@ from musicvae.sampling import load_checkpoint
 
 log = logging.getLogger(__name__)
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
@@ -29,7 +34,7 @@ def main(cfg: DictConfig) -> None:
     if not cfg.control:
         raise UserError("nothing to evaluate: control=true is the evaluation this script runs")
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
-    override = {"path": cfg.data_path} if cfg.data_path else None
+    override = data_override(cfg.get("data"), cfg.data_path)
     vectors = None
     if str(cfg.vectors) == "auto" and vectors_path(loaded.path).is_file() or cfg.vectors is True:
         if vectors_path(loaded.path).is_file():
@@ -57,4 +62,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_user_error(check_group_choices)(CONFIG_DIR, sys.argv[1:])  # data=nosuch: one line, not Hydra's report
     main()

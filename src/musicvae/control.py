@@ -85,6 +85,18 @@ class AttributeVectors:
             raise UserError(f"{path} is not an attribute-vectors file of this version ({e}): run scripts/attributes.py again") from None
 
 
+SOURCE_KEYS = ("name", "corpus", "path", "cache_dir", "val_fraction", "test_fraction", "limit_files")
+
+
+def data_override(data_cfg=None, data_path: str | None = None) -> dict | None:
+    """What a script's `data=NAME` / `data_path=` replace in the checkpoint's data: where the MIDI comes
+    from and how it is split, never how it is cut into segments (the model's max length depends on that)."""
+    override = {k: data_cfg[k] for k in SOURCE_KEYS if data_cfg is not None and data_cfg.get(k) is not None}
+    if data_path:
+        override["path"] = str(data_path)
+    return override or None
+
+
 def training_data(loaded: LoadedCheckpoint, data_override: dict | None = None) -> MidiDataModule:
     """The data module the checkpoint was trained on: its data settings and where they came from
     (`data_source`), `data_override` keys (e.g. path=/moved/folder) on top."""

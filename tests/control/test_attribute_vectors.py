@@ -83,3 +83,15 @@ def test_attributes_script_writes_the_vectors_beside_the_checkpoint(tiny_run, tm
     bad = subprocess.run([sys.executable, "scripts/attributes.py", f"ckpt={ckpt}", f"data_path={tmp_path / 'nope'}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
+
+
+def test_attributes_script_takes_another_data_source(tiny_run, tmp_path):
+    ckpt = tmp_path / "copy.ckpt"
+    ckpt.write_bytes(Path(tiny_run["ckpt"]).read_bytes())
+    run = lambda *args: subprocess.run([sys.executable, "scripts/attributes.py", f"ckpt={ckpt}", *args], cwd=ROOT,  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = run("data=midi_dir", f"data.path={tiny_run['midi']}", f"paths.data_dir={tmp_path / 'data'}", "max_segments=50")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any((tmp_path / "data" / "cache").iterdir())  # the data it was told, cached where it was told
+    bad = run("data=nosuch")
+    assert bad.returncode == 2 and "unknown data=nosuch" in bad.stderr and "Traceback" not in bad.stderr
