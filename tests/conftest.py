@@ -91,6 +91,26 @@ def make_piece() -> Callable[..., Path]:
     return write_piece
 
 
+def chorale_midi(stems: Sequence[str], out: Path) -> list[Path]:
+    """Bach chorales as MIDI files: from data/midi/bach when `make demo` exported them there, else exported
+    now from music21's bundled corpus into `out` (~0.4 s each; a fresh clone, CI)."""
+    bach = Path(__file__).resolve().parents[1] / "data" / "midi" / "bach"
+    if all((bach / f"{stem}.mid").is_file() for stem in stems):
+        return [bach / f"{stem}.mid" for stem in stems]
+    from music21 import corpus
+
+    from musicvae.data.corpus import BACH_FORMATS, ExportJob, export_one
+
+    sources = {Path(p).stem: p for p in corpus.getComposer("bach") if Path(p).suffix in BACH_FORMATS}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem in stems:
+        path, error = export_one(ExportJob(source=str(sources[stem]), out=str(out / f"{stem}.mid")))
+        assert error is None, error
+        paths.append(Path(path))
+    return paths
+
+
 def write_rhythm_pieces(folder: Path, count: int = 12, bars: int = 8) -> list[Path]:
     """`count` one-track 4/4 pieces whose bars differ in rhythm: each bar splits every beat into 1, 2 or 4
     notes, or holds one whole note (4, 8, 16 or 1 onsets), chosen at random per bar."""

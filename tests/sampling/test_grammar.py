@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
+from conftest import chorale_midi
 from musicvae.data import build_tokenizer
 from musicvae.data.config import DataConfig
 from musicvae.data.segments import cut_windows
@@ -167,22 +168,8 @@ def test_the_budget_finishes_a_started_note_then_pads_with_empty_bars():
 
 
 def chorale_paths(tmp_path_factory) -> list[Path]:
-    """The CHORALES as MIDI: data/midi/bach if exported there, else exported from music21 now."""
-    bach = ROOT / "data" / "midi" / "bach"
-    if all((bach / f"{stem}.mid").is_file() for stem in CHORALES):
-        return [bach / f"{stem}.mid" for stem in CHORALES]
-    from music21 import corpus
-
-    from musicvae.data.corpus import BACH_FORMATS, ExportJob, export_one
-
-    sources = {Path(p).stem: p for p in corpus.getComposer("bach") if Path(p).suffix in BACH_FORMATS}
-    out = tmp_path_factory.mktemp("bach")
-    paths = []
-    for stem in CHORALES:
-        path, error = export_one(ExportJob(source=str(sources[stem]), out=str(out / f"{stem}.mid")))
-        assert error is None, error
-        paths.append(Path(path))
-    return paths
+    """The CHORALES as MIDI (data/midi/bach, or exported from music21 now)."""
+    return chorale_midi(CHORALES, tmp_path_factory.mktemp("bach"))
 
 
 def odd_score() -> Score:
