@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from musicvae.data import MidiDataModule
 from musicvae.data.eval_sample import EvalSampleDataset, collate_with_positions
-from musicvae.data.tokenize import token_table
+from musicvae.data.tokenize import token_table, tokenizer_to_dict
 from musicvae.training.kl import kl_per_dim
 from musicvae.training.module import VAEModule
 
@@ -67,12 +67,22 @@ class ShuffledValData(MidiDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, sampler=order, collate_fn=partial(collate_with_positions, collate=self.collate))
 
 
-def tiny_module(dm: MidiDataModule, mode: str = "in_attention") -> VAEModule:
+# One latent per segment; one per bar; one per bar with attribute-conditioned decoding (classes per bar).
+LATENTS = {"segment": {}, "bar": {"latent": "bar"}, "bar+attributes": {"latent": "bar", "attributes": ["rhythm", "polyphony"]}}
+
+
+def tiny_module(dm: MidiDataModule, mode: str = "in_attention", **model_options) -> VAEModule:
     torch.manual_seed(0)
     model = dict(vocab_size=dm.vocab_size, max_len=dm.max_len, d_model=32, heads=2, encoder_layers=1,
-                 decoder_layers=1, latent_dim=8, ff_mult=2, dropout=0.0, conditioning={"mode": mode})  # fmt: skip
+                 decoder_layers=1, latent_dim=8, ff_mult=2, dropout=0.0, conditioning={"mode": mode},
+                 max_bars=dm.settings.bars, **model_options)  # fmt: skip
     optim = dict(lr=1e-3, weight_decay=0.0, betas=[0.9, 0.98], warmup_steps=0, min_lr_ratio=1.0)
-    return VAEModule(model=model, kl={"schedule": "constant", "beta": 0.1}, optim=optim)
+    module = VAEModule(model=model, kl={"schedule": "constant", "beta": 0.1}, optim=optim,
+                       tokenizer=tokenizer_to_dict(dm.tokenizer))  # fmt: skip
+    if model_options.get("attributes"):  # as train() does at setup: class edges from the training split
+        arrays = dm.datasets["train"].arrays
+        module.fit_attribute_bins(arrays.window(i) for i in range(len(arrays)))
+    return module
 
 
 def validate(module: VAEModule, dm: MidiDataModule) -> dict[str, float]:
@@ -84,10 +94,11 @@ def validate(module: VAEModule, dm: MidiDataModule) -> dict[str, float]:
     return metrics
 
 
-def test_val_metrics_do_not_depend_on_batch_order_or_size(datamodule):
+@pytest.mark.parametrize("latent", LATENTS)
+def test_val_metrics_do_not_depend_on_batch_order_or_size(datamodule, latent):
     dm = datamodule()
     assert len({int(p) for p in dm.val_sample.pieces}) >= 3
-    module = tiny_module(dm)
+    module = tiny_module(dm, **LATENTS[latent])
     reference = validate(module, dm)
     assert set(VAL_KEYS) <= set(reference)
     for seed, batch_size in ((0, 3), (1, 5), (2, 1)):
@@ -166,11 +177,12 @@ def test_elbo_is_sampled_nll_plus_kl_by_hand(datamodule):
 
 
 @pytest.mark.slow
-def test_two_processes_validate_like_one(datamodule):
+@pytest.mark.parametrize("latent", LATENTS)
+def test_two_processes_validate_like_one(datamodule, latent):
     """DDP (2 CPU processes, gloo): each rank takes its share of the sample, none twice, sums reduced."""
     dm = datamodule("data.val_segments=25")  # odd: a padding sampler would count one segment twice
     assert len(dm.val_sample) == 25
-    module = tiny_module(dm)
+    module = tiny_module(dm, **LATENTS[latent])
     one = validate(module, dm)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
