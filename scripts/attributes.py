@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from musicvae.choices import check_group_choices
 from musicvae.control import compute_attribute_vectors, data_override, vectors_path
 from musicvae.errors import exit_on_user_error
-from musicvae.sampling import load_checkpoint
+from musicvae.inference import load_checkpoint
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

@@ -21,7 +21,7 @@ from musicvae.control import (
     vectors_path,
 )
 from musicvae.errors import UserError, exit_on_user_error
-from musicvae.sampling import load_checkpoint
+from musicvae.inference import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,17 @@ from musicvae.data.attributes import (
 )
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
-from musicvae.sampling import LoadedCheckpoint, encode_segments, token_rules
+from musicvae.generate import SamplingConfig
+from musicvae.inference import (
+    LoadedCheckpoint,
+    apply_class_changes,
+    count_bars,
+    encode_segments,
+    reconstruct_segments,
+    token_rules,
+)
+from musicvae.metrics.music import chroma_similarity, groove_similarity
+from musicvae.render import tokens_to_pretty_midi
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +235,6 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     ρ between amount and achieved class. Achieved classes are read from the decoded tokens, per bar for a
     per-bar model (a row per bar), per segment otherwise, with the checkpoint's class edges.
     """
-    from musicvae.generate import SamplingConfig
-    from musicvae.metrics.music import chroma_similarity, groove_similarity
-    from musicvae.render import tokens_to_pretty_midi
-    from musicvae.sampling import apply_class_changes, reconstruct_segments
-
     model, tok = loaded.model, loaded.tokenizer
     bins = loaded.attribute_bins or (vectors.bins if vectors is not None else None)
     if bins is None:
@@ -246,7 +251,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     mu, _ = encode_segments(model, segments, settings.batch_size, rules.bar_ids)
     k = mu.shape[1] if model.per_bar else None
     own = torch.from_numpy(latent_classes(reader, bins, segments, ATTRIBUTES, model.per_bar, k)).to(mu.device)
-    n_bars = [sum(t in rules.bar_ids for t in s) for s in segments]
+    n_bars = [count_bars(s, rules) for s in segments]
     sampling = SamplingConfig(settings.temperature, 0, settings.top_p, model.cfg.max_len - 1)
     originals = [tokens_to_pretty_midi(tok, s)[0] for s in segments]
     chroma, groove = [], []

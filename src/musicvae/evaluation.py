@@ -21,10 +21,10 @@ import torch
 from musicvae.data.attributes import N_CLASSES, AttributeReader, latent_classes
 from musicvae.errors import UserError
 from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
+from musicvae.inference import count_bars, encode_segments, reconstruct_segments, token_rules
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
 from musicvae.render import piano_roll_png, tokens_to_pretty_midi
-from musicvae.sampling import encode_segments, reconstruct_segments, token_rules
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _evaluate(
             attrs = torch.from_numpy(classes).to(device)
         decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size, attrs)
         recons = [_midi(tokenizer, ids) for ids in decoded]
-    bars = max((sum(t in rules.bar_ids for t in s) for s in inputs), default=1)  # prior samples: a segment's bars
+    bars = max((count_bars(s, rules) for s in inputs), default=1)  # prior samples: a segment's bars
     shape = (cfg.n_samples, bars, model.cfg.latent_dim) if model.per_bar else (cfg.n_samples, model.cfg.latent_dim)
     z = torch.randn(shape, generator=gen, device=device)
     attrs = None  # prior samples of a model with attributes: classes drawn uniformly (1/8 of the data each)

@@ -1,17 +1,20 @@
-"""MIDI out of a checkpoint: prior samples, reconstructions, interpolations, bar edits (`scripts/sample.py`).
+"""MIDI out of a checkpoint, the `scripts/sample.py` modes: prior, reconstruct, interpolate, edit, shift, transfer.
 
-A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed.
-Files written per result: `<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); an interpolation
-also writes `interpolate_grid.png`; every run writes `samples.json` (settings, z norms, token counts,
-bars, malformed tokens dropped while decoding).
+A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed
+(loading, encoding and decoding live in `musicvae.inference`). Files written per result:
+`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); an interpolation also writes
+`interpolate_grid.png`; every run writes `samples.json` (settings, z norms, token counts, bars,
+malformed tokens dropped while decoding).
 
 With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
 latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
 each bar's latent from one piece's to the other's; `edit bars=5-8 source=b.mid` swaps those bars'
-latents for b's and decodes; `shift attribute=note_density amount=1.5` reconstructs a piece with every
-latent moved along an attribute vector (`scripts/attributes.py`, `musicvae.control`). More bars than the model's training segments are decoded in windows
-that continue from the previous one (`musicvae.generate.decode_latents`). Decoding follows the REMI
-grammar unless `grammar=false`, so every token is part of a note or a bar and the bar count is exact.
+latents for b's. More bars than the model's training segments are decoded in windows that continue
+from the previous one (`musicvae.generate.decode_latents`). `shift attribute=note_density amount=1.5`
+reconstructs a piece with every latent moved along an attribute vector (`musicvae.control`);
+`transfer rhythm=+2` re-decodes it with changed attribute classes (a model with `model.attributes`).
+Decoding follows the REMI grammar unless `grammar=false`, so every token is part of a note or a bar
+and the bar count is exact.
 """
 
 from __future__ import annotations
@@ -23,105 +26,29 @@ from pathlib import Path
 
 import torch
 
-from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, model_from_checkpoint, read_checkpoint
-from musicvae.data import EOS_ID
-from musicvae.data.attributes import ATTRIBUTES, N_CLASSES, AttributeBins, AttributeReader, latent_classes
-from musicvae.data.loading import collate_segments
+from musicvae.control import AttributeVectors, vectors_path
+from musicvae.data.attributes import ATTRIBUTES, N_CLASSES
 from musicvae.data.segments import midi_to_windows
-from musicvae.data.tokenize import bar_ids, tokenizer_from_dict
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, TokenRules, decode_latents, slerp, split_bars
+from musicvae.generate import SamplingConfig, TokenRules, decode_latents, slerp
+from musicvae.inference import (
+    LoadedCheckpoint,
+    apply_class_changes,
+    bar_latents,
+    count_bars,
+    encode_segments,
+    input_classes,
+    load_checkpoint,
+    piece_bar_latents,
+    piece_tokens,
+    reconstruct_segments,
+    token_rules,
+)
 from musicvae.models.vae import MusicVAE
 from musicvae.render import grid_png, piano_roll_png, write_midi
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
-
-
-@dataclass
-class LoadedCheckpoint:
-    model: MusicVAE
-    tokenizer: object  # miditok tokenizer
-    data: dict  # data settings of the training run (bars, hop_bars, max_tokens, ...)
-    path: Path
-    data_source: dict | None = None  # where the training data came from (corpus, path, split fractions)
-    attribute_bins: AttributeBins | None = None  # model.attributes: the class edges it trained with
-
-    @property
-    def window_bars(self) -> int:
-        """Bars per training segment: the most one decoding pass holds."""
-        return int(self.data.get("bars", 4))
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model and tokenizer from a training checkpoint; one clear UserError if it can't."""
-    ckpt = read_checkpoint(path, device)
-    hp = ckpt["hyper_parameters"]
-    if not hp.get("tokenizer"):
-        raise UserError(f"{path} carries no tokenizer: it cannot be decoded to MIDI")
-    model = model_from_checkpoint(ckpt, path).to(device).eval()
-    data = dict(hp.get("data") or {})
-    bins = AttributeBins.from_dict(ckpt[ATTRIBUTE_BINS_KEY]) if ckpt.get(ATTRIBUTE_BINS_KEY) else None
-    return LoadedCheckpoint(model, tokenizer_from_dict(hp["tokenizer"]), data, Path(path), hp.get("data_source"), bins)
-
-
-def token_rules(tokenizer, grammar: bool = True) -> TokenRules:
-    """The decoding rules of a tokenizer: its special tokens except EOS are never drawn (PAD, BOS, MASK),
-    its Bar ids count bars, and with `grammar` the REMI grammar masks what may come next."""
-    banned = [tokenizer.vocab[t] for t in tokenizer.special_tokens if tokenizer.vocab[t] != EOS_ID]
-    mask = None
-    if grammar:
-        from musicvae.grammar import RemiGrammar
-
-        try:
-            mask = RemiGrammar(tokenizer)
-        except ValueError as e:
-            raise UserError(f"grammar=true: {e}; decode without the grammar mask with grammar=false") from None
-    return TokenRules(banned=banned, bar_ids=bar_ids(tokenizer), grammar=mask)
-
-
-# ----- z in, tokens out ---------------------------------------------------------------------------
-@torch.no_grad()
-def encode_segments(
-    model: MusicVAE, segments: list[list[int]], batch_size: int, bar_ids: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token segments (no BOS/EOS) -> mu, logvar: (N, c), or (N, K, c) per bar (K: the most bars of a
-    segment; a shorter segment's missing bars hold the prior, 0)."""
-    mus, logvars = [], []
-    device = next(model.parameters()).device
-    for i in range(0, len(segments), batch_size):
-        tokens, mask, bars = collate_segments([torch.tensor(s) for s in segments[i : i + batch_size]], bar_ids)
-        mu, logvar = model.encode(tokens.to(device), mask.to(device), bars.to(device))
-        mus.append(mu)
-        logvars.append(logvar)
-    if mus[0].dim() == 3:  # per bar: batches may differ in their most bars
-        k = max(m.shape[1] for m in mus)
-        pad = [torch.nn.functional.pad(m, (0, 0, 0, k - m.shape[1])) for m in mus + logvars]
-        mus, logvars = pad[: len(mus)], pad[len(mus) :]
-    return torch.cat(mus), torch.cat(logvars)
-
-
-def count_bars(ids: list[int], rules: TokenRules) -> int:
-    return sum(t in rules.bar_ids for t in ids)
-
-
-def reconstruct_segments(
-    model: MusicVAE, segments: list[list[int]], z: torch.Tensor, cfg: SamplingConfig, rules: TokenRules,
-    generator, batch_size: int, attributes: torch.Tensor | None = None,
-) -> list[list[int]]:  # fmt: skip
-    """Decode each segment's z (N, c) or (N, K, c) into as many bars as the segment holds (with the
-    grammar: exactly), so a reconstruction lines up with its input bar for bar. attributes: (N, [K,] A)
-    classes for a model with attributes."""
-    counts = [count_bars(s, rules) for s in segments]
-    out: list[list[int] | None] = [None] * len(segments)
-    for n_bars in sorted(set(counts)):
-        rows = [i for i, c in enumerate(counts) if c == n_bars]
-        zs = z[rows] if z.dim() == 2 else z[rows, :n_bars]
-        attrs = None if attributes is None else attributes[rows] if attributes.dim() == 2 else attributes[rows, :n_bars]
-        decoded = decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars, attributes=attrs)
-        for i, ids in zip(rows, decoded, strict=True):
-            out[i] = ids
-    return out  # type: ignore[return-value]
 
 
 # ----- the modes ------------------------------------------------------------------------------------
@@ -234,14 +161,15 @@ def sample(req: SampleRequest) -> dict:
     rules = token_rules(tok, req.grammar)
     out = Path(req.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    changes = req.class_changes()
     if req.mode == "edit" and not model.per_bar:
         raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
 
     if model.cfg.attributes and req.mode in ("interpolate", "edit"):
         raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
-    if req.class_changes() and not model.cfg.attributes:
+    if changes and not model.cfg.attributes:
         raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
-    unknown = sorted(set(req.class_changes()) - set(model.cfg.attributes))
+    unknown = sorted(set(changes) - set(model.cfg.attributes))
     if unknown:
         raise UserError(f"{unknown[0]}: {req.ckpt} was trained with attributes {list(model.cfg.attributes)} only")
 
@@ -251,7 +179,7 @@ def sample(req: SampleRequest) -> dict:
         z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
         results = [piece]  # one piece, whole
     elif req.mode == "transfer":
-        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, changes=req.class_changes())
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, changes=changes)
         results = [piece]
     elif req.mode == "shift":
         z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, shift=attribute_shift(loaded, req))
@@ -306,50 +234,8 @@ def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rul
     return results, z
 
 
-def apply_class_changes(classes: torch.Tensor, names, changes: dict[str, tuple[bool, int]]) -> torch.Tensor:
-    """classes (..., A) of the attributes `names`, with {name: (relative, value)} applied, kept in 0..7."""
-    out = classes.clone()
-    for name, (relative, value) in changes.items():
-        col = list(names).index(name)
-        out[..., col] = (out[..., col] + value if relative else torch.full_like(out[..., col], value)).clamp(0, N_CLASSES - 1)
-    return out
-
-
-def input_classes(loaded: LoadedCheckpoint, segments: list[list[int]] | None = None, piece: list[int] | None = None):
-    """Classes of the model's attributes, from the input's own tokens: per segment (N, A), or every bar of a
-    whole piece (N_bars, A) (a bar's held notes come from the bars before it); None without attributes."""
-    names = loaded.model.cfg.attributes
-    if not names:
-        return None
-    if loaded.attribute_bins is None:
-        raise UserError(f"{loaded.path} has model.attributes but no class edges: it was not saved by train()")
-    reader, device = AttributeReader(loaded.tokenizer), next(loaded.model.parameters()).device
-    if piece is not None:
-        columns = [ATTRIBUTES.index(n) for n in names]
-        classes = loaded.attribute_bins.classes(reader.bars(piece))[:, columns]
-    else:
-        classes = latent_classes(reader, loaded.attribute_bins, segments, names, per_bar=False)
-    return torch.from_numpy(classes).to(device)
-
-
-def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rules: TokenRules):
-    """Every bar of a piece -> its posterior (N_bars, c) mu and logvar (latent=bar): bars are encoded on
-    their own, so they are encoded a training segment's worth at a time, in batches."""
-    ids = midi_to_windows(path, loaded.tokenizer, loaded.data).ids.tolist()
-    bars = split_bars(ids, rules.bar_ids)
-    w = loaded.window_bars
-    chunks = [[t for bar in bars[i : i + w] for t in bar] for i in range(0, len(bars), w)]
-    mu, logvar = encode_segments(loaded.model, chunks, batch_size, rules.bar_ids)  # (chunks, K, c)
-    counts = [min(w, len(bars) - i) for i in range(0, len(bars), w)]
-    mu = torch.cat([m[:n] for m, n in zip(mu, counts, strict=True)])
-    logvar = torch.cat([v[:n] for v, n in zip(logvar, counts, strict=True)])
-    return mu, logvar
-
-
 def attribute_shift(loaded: LoadedCheckpoint, req: SampleRequest) -> torch.Tensor:
     """mode=shift: amount x the checkpoint's vector of the attribute, (c,)."""
-    from musicvae.control import AttributeVectors, vectors_path  # control builds on this module
-
     vectors = AttributeVectors.load(vectors_path(loaded.path))
     if vectors.latent != loaded.model.cfg.latent or vectors.vectors.shape[-1] != loaded.model.cfg.latent_dim:
         raise UserError(f"{vectors_path(loaded.path)} was computed for another model: run scripts/attributes.py again")
@@ -370,10 +256,11 @@ def reconstruct_file(
     """
     model = loaded.model
     if model.per_bar:
-        mu, logvar = piece_bar_latents(loaded, path, req.batch_size, rules)
+        ids = piece_tokens(loaded, path)  # tokenized once: its bars' latents and classes
+        mu, logvar = bar_latents(loaded, ids, req.batch_size, rules)
         z = (MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu)[None]  # (1, N_bars, c)
         z = z if shift is None else z + shift
-        attributes = input_classes(loaded, piece=midi_to_windows(path, loaded.tokenizer, loaded.data).ids.tolist())
+        attributes = input_classes(loaded, piece=ids)
         if attributes is not None:
             attributes = apply_class_changes(attributes, model.cfg.attributes, changes or {})[None]  # (1, N_bars, A)
         return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars,

@@ -15,8 +15,9 @@ import torch
 from model_cases import C, tiny_vae
 from musicvae.data.attributes import AttributeReader
 from musicvae.errors import UserError
+from musicvae.inference import input_classes, load_checkpoint
 from musicvae.models.vae import MusicVAE, VAEConfig
-from musicvae.sampling import SampleRequest, input_classes, load_checkpoint, sample
+from musicvae.sampling import SampleRequest, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 

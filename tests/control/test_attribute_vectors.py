@@ -13,7 +13,8 @@ import torch
 from musicvae.control import AttributeVectors, compute_attribute_vectors, quarter_difference, vectors_path
 from musicvae.data.attributes import ATTRIBUTES
 from musicvae.errors import UserError
-from musicvae.sampling import SampleRequest, load_checkpoint, sample
+from musicvae.inference import load_checkpoint
+from musicvae.sampling import SampleRequest, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from musicvae.control import (
     training_data,
 )
 from musicvae.data.attributes import ATTRIBUTES
-from musicvae.sampling import load_checkpoint
+from musicvae.inference import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["n_segments=4", "classes=[0,3,7]", "amounts=[-2.0,2.0]", "vector_attributes=[rhythm]", "batch_size=8"]

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from musicvae.errors import UserError
-from musicvae.sampling import SampleRequest, edit_z, load_checkpoint, piece_bar_latents, sample, token_rules
+from musicvae.inference import load_checkpoint, piece_bar_latents, token_rules
+from musicvae.sampling import SampleRequest, edit_z, sample
 
 
 def pieces(run: dict) -> list:

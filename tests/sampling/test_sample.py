@@ -10,14 +10,8 @@ import torch
 
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, decode_latents
-from musicvae.sampling import (
-    SampleRequest,
-    encode_segments,
-    interpolation_z,
-    load_checkpoint,
-    sample,
-    token_rules,
-)
+from musicvae.inference import encode_segments, load_checkpoint, token_rules
+from musicvae.sampling import SampleRequest, interpolation_z, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -206,3 +206,9 @@ def _init_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.Embedding):
         nn.init.normal_(m.weight, std=0.02)
+
+
+def pad_latents(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, K', ...) per-bar latents (or their mask) -> (N, k, ...), the added bars zero / False (absent):
+    batches differ in their most bars."""
+    return torch.cat([x, x.new_zeros(x.shape[0], k - x.shape[1], *x.shape[2:])], dim=1) if x.shape[1] < k else x

@@ -35,7 +35,7 @@ from musicvae.data.attributes import AttributeBins, AttributeReader, latent_clas
 from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
-from musicvae.models.vae import MusicVAE, VAEConfig, latent_mask
+from musicvae.models.vae import MusicVAE, VAEConfig, latent_mask, pad_latents
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,8 @@ class VAEModule(pl.LightningModule):
                 present.append(latent_mask(bars, mask, mu.shape[1]))
         if self.model.per_bar:  # batches may differ in their most bars: pad with absent bars (prior: 0, 0)
             k = max(m.shape[1] for m in mus)
-            mus, logvars = [_pad_bars(m, k) for m in mus], [_pad_bars(v, k) for v in logvars]
-            present = [_pad_bars(m, k) for m in present]
+            mus, logvars = [pad_latents(m, k) for m in mus], [pad_latents(v, k) for v in logvars]
+            present = [pad_latents(m, k) for m in present]
         mu, logvar = torch.cat(mus), torch.cat(logvars)
         if self._eps is None or self._eps.shape != mu.shape:  # fixed per sample: drawn once
             pieces = dm.val_sample.pieces
@@ -173,7 +173,7 @@ class VAEModule(pl.LightningModule):
         z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
         nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars, attributes=attrs), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
-        rows, ref_rows = _latent_rows(ref["present"][positions]), _latent_rows(ref["present"])
+        rows, ref_rows = ref["present"][positions].reshape(-1), ref["present"].reshape(-1)  # latents that exist
         mi = mutual_information_terms(
             z.reshape(-1, z.shape[-1])[rows], mu.reshape(-1, mu.shape[-1])[rows], logvar.reshape(-1, mu.shape[-1])[rows],
             ref["mu"].reshape(-1, mu.shape[-1])[ref_rows], ref["logvar"].reshape(-1, mu.shape[-1])[ref_rows],
@@ -194,8 +194,8 @@ class VAEModule(pl.LightningModule):
         if n == 0:
             return
         present = self._ref["present"]  # (N, K): which latents exist (all of them per segment)
-        mu = self._ref["mu"].reshape(-1, self._ref["mu"].shape[-1])[_latent_rows(present)]  # (latents, c)
-        logvar = self._ref["logvar"].reshape(-1, mu.shape[-1])[_latent_rows(present)]
+        mu = self._ref["mu"].reshape(-1, self._ref["mu"].shape[-1])[present.reshape(-1)]  # (latents, c)
+        logvar = self._ref["logvar"].reshape(-1, mu.shape[-1])[present.reshape(-1)]
         kl_dims = kl_per_dim(mu.double(), logvar.double()).sum(0) / len(present)  # (c,) nats per segment
         kl_seg = kl_dims.sum()
         recon_tok = s["nll"] / s["tokens"]
@@ -306,16 +306,6 @@ class VAEModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get(ATTRIBUTE_BINS_KEY):  # a resumed run keeps the classes it trained with
             self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
-
-
-def _pad_bars(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, K', ...) -> (N, k, ...), the added bars zero (False): absent."""
-    return torch.cat([x, x.new_zeros(x.shape[0], k - x.shape[1], *x.shape[2:])], dim=1) if x.shape[1] < k else x
-
-
-def _latent_rows(present: torch.Tensor) -> torch.Tensor:
-    """(N, K) bars present -> (N*K,) which rows of a flattened (N*K, c) latent array exist; all when K = 1."""
-    return present.reshape(-1)
 
 
 def use_fused_adamw(setting, device: torch.device, precision: str) -> bool:
