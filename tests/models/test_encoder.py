@@ -51,11 +51,12 @@ def test_last_real_token_changes_mu(pooling):
 
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_first_position_sees_last_token(pooling):
-    """Bidirectional: the encoder's output at the first real token depends on the last real token."""
+    """Bidirectional: the first layer's output at the first real token depends on the last real token.
+    (The first layer's: with summary pooling, the last layer computes the summary position only.)"""
     model = make_model(pooling)
     tokens, mask, lengths = padded_batch()
     seen = []
-    handle = model.encoder.ln_out.register_forward_hook(lambda m, a, out: seen.append(out.detach().clone()))
+    handle = model.encoder.blocks[0].register_forward_hook(lambda m, a, out: seen.append(out.detach().clone()))
     rows = torch.arange(len(lengths))
     with torch.no_grad():
         model.encode(tokens, mask)

@@ -1,14 +1,17 @@
 """Options and internals added for speed: attention dropout apart from dropout, GPT-2's scaled residual
-init, the preallocated KV cache, fp32 posterior under autocast, and old checkpoints' model settings."""
+init, the preallocated KV cache, fp32 posterior under autocast, old checkpoints' model settings, and the
+summary pooling's last encoder layer computing the pooled positions only."""
 
 import math
 
 import pytest
 import torch
 
-from model_cases import tiny_vae
+from model_cases import BAR_ID, MAX_LEN, VOCAB, tiny_vae
 from musicvae.checkpoint import _fill_model_keys_added_since
+from musicvae.data.loading import bar_index
 from musicvae.errors import UserError
+from musicvae.models.encoder import at_positions
 from musicvae.models.layers import KVCache
 from musicvae.models.vae import MusicVAE, VAEConfig
 
@@ -104,3 +107,43 @@ def test_compiled_model_samples_the_same_tokens_and_keeps_its_parameter_names():
     model.compile_parts()
     assert list(model.state_dict()) == names
     assert sample_tokens(model, z, SamplingConfig(max_tokens=12), torch.Generator().manual_seed(0)) == want
+
+
+def _full_last_layer(encoder):
+    """Make `encoder` compute every position in its last layer too and pick the pooled ones after: the
+    untrimmed reference the summary pooling's shortcut must equal."""
+    trimmed = type(encoder)._run_blocks
+
+    def run_blocks(x, key_mask, pooled_at=None):
+        full = trimmed(encoder, x, key_mask)
+        return full if pooled_at is None else at_positions(full, pooled_at)
+
+    encoder._run_blocks = run_blocks
+
+
+@pytest.mark.parametrize("latent", ["segment", "bar"])
+def test_summary_pooling_computes_only_pooled_positions_in_the_last_layer(latent):
+    """Same mu, logvar and gradients (to float noise: sums in another order) as the full last layer, while
+    its feed-forward sees one row per latent."""
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(5, VOCAB, (3, MAX_LEN), generator=g)
+    tokens[:, 0], tokens[:, 1] = 1, BAR_ID
+    tokens[torch.rand(3, MAX_LEN, generator=g) < 0.25] = BAR_ID
+    tokens[:, 0] = 1
+    mask = torch.arange(MAX_LEN)[None] < torch.tensor([[MAX_LEN], [9], [5]])  # padded rows: bars missing
+    bars = bar_index(tokens * mask, [BAR_ID])
+    outs, grads = [], []
+    for reference in (False, True):
+        model = tiny_vae({"mode": "in_attention"}, latent=latent, encoder_layers=2).train()
+        if reference:
+            _full_last_layer(model.encoder)
+        rows = []
+        model.encoder.blocks[-1].ff.register_forward_hook(lambda m, a, out, rows=rows: rows.append(out.shape[1]))
+        mu, logvar = model.encode(tokens, mask, bars)
+        (mu.square().sum() + logvar.sum()).backward()
+        outs.append((mu, logvar))
+        grads.append({n: p.grad for n, p in model.encoder.named_parameters()})
+        assert rows == ([MAX_LEN + (latent == "segment")] if reference else [mu.shape[1] if latent == "bar" else 1])
+    torch.testing.assert_close(outs[0], outs[1])
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"gradient of {name}: {m}")

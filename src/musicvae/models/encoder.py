@@ -30,8 +30,17 @@ class EncoderBlock(nn.Module):
         self.ln_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_mult, dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_attn(x), key_mask=key_mask)
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D), key_mask (B, T) or (B, T, T) -> (B, T, D); with `queries` (B, Q) positions, only theirs
+        (B, Q, D): every position is still a key and value, but no other position's output is computed."""
+        h = self.ln_attn(x)
+        if queries is None:
+            x = x + self.attn(h, key_mask=key_mask)
+        else:
+            x, q = at_positions(x, queries), at_positions(h, queries)  # (B, Q, D)
+            if key_mask.dim() == 3:  # per query: keep the chosen queries' rows
+                key_mask = key_mask.gather(1, queries[..., None].expand(-1, -1, key_mask.shape[-1]))  # (B, Q, T)
+            x = x + self.attn(q, memory=h, key_mask=key_mask)  # self-attention: keys from the same h
         return x + self.ff(self.ln_ff(x))
 
 
@@ -86,15 +95,23 @@ class Encoder(nn.Module):
             mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # (B, 1 + T)
         else:
             x = self.embed(tokens)  # (B, T, D)
-        for block in self.blocks:
-            x = block(x, mask)
-        x = self.ln_out(x)
         if self.pooling == "summary":
-            pooled = x[:, 0]  # (B, D)
+            pooled = self.ln_out(self._run_blocks(x, mask, mask.new_zeros(x.shape[0], 1, dtype=torch.long)))[:, 0]
         else:
+            x = self.ln_out(self._run_blocks(x, mask))
             m = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
         return self._posterior(pooled)
+
+    def _run_blocks(self, x: torch.Tensor, key_mask: torch.Tensor, pooled_at: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) through every block -> (B, T, D); with `pooled_at` (B, Q), the positions pooling reads
+        (summary pooling), the last block computes only those (B, Q, D). Nothing reads the other positions'
+        last-layer outputs, so computing them is waste: ~5/6 of a layer's matmuls (x-transformers pays it)."""
+        if not len(self.blocks):
+            return x if pooled_at is None else at_positions(x, pooled_at)
+        for block in self.blocks[:-1]:
+            x = block(x, key_mask)
+        return self.blocks[-1](x, key_mask, queries=pooled_at)
 
     def _encode_bars(self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor) -> torch.Tensor:
         """Each bar on its own -> pooled (B, K, D); a bar absent from a row (a shorter segment) pools zeros."""
@@ -109,14 +126,15 @@ class Encoder(nn.Module):
         # (B, T, T): a token attends to the tokens of its own bar; BOS/EOS/PAD only to themselves (never empty)
         same_bar = (bars[:, :, None] == bars[:, None, :]) & body[:, None, :] & body[:, :, None]
         attend = same_bar | torch.eye(t, dtype=torch.bool, device=tokens.device)
-        for block in self.blocks:
-            x = block(x, attend)
-        x = self.ln_out(x)
+        if self.pooling == "summary":  # bar k's output at its first token (its Bar token), or zeros if absent
+            slot = torch.where(starts, bars, torch.full_like(bars, k))  # (B, T): the other positions -> dropped slot k
+            first_at = torch.zeros(b, k + 1, dtype=torch.long, device=x.device).scatter_(1, slot, index.expand(b, t))
+            present = torch.zeros(b, k + 1, dtype=torch.bool, device=x.device).scatter_(1, slot, starts)
+            pooled = self.ln_out(self._run_blocks(x, attend, first_at[:, :k]))  # (B, K, D)
+            return pooled * present[:, :k, None].to(pooled.dtype)
+        x = self.ln_out(self._run_blocks(x, attend))
         slot = torch.where(body, bars, torch.full_like(bars, k))  # non-bar positions go to a dropped slot k
-        if self.pooling == "summary":
-            chosen = (starts & body).to(x.dtype)  # one token per bar: its Bar token
-        else:
-            chosen = body.to(x.dtype)
+        chosen = body.to(x.dtype)
         pooled = x.new_zeros(b, k + 1, x.shape[-1]).index_put_(
             (torch.arange(b, device=x.device)[:, None].expand(b, t), slot), x * chosen[..., None], accumulate=True
         )  # (B, K + 1, D)
@@ -132,6 +150,11 @@ class Encoder(nn.Module):
         with torch.autocast(pooled.device.type, enabled=False):
             mu, logvar = self.to_posterior(pooled.to(self.to_posterior.weight.dtype)).chunk(2, dim=-1)  # (..., c), fp32
         return mu, logvar
+
+
+def at_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x (B, T, D), positions (B, Q) -> (B, Q, D): each row's vectors at its positions."""
+    return x.gather(1, positions[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def bar_body(mask: torch.Tensor) -> torch.Tensor:
