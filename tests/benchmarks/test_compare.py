@@ -61,7 +61,7 @@ def test_x_transformers_decoder_depends_on_z_when_teacher_forced_and_when_genera
     [
         {},  # the size: d_model 256, 4 + 4 layers, 4 heads
         {"d_model": 128, "layers": 2},
-        {"d_model": 128, "layers": 2, "pooling": "summary"},
+        {"d_model": 128, "layers": 2, "pooling": "mean"},
     ],
 )
 def test_both_sides_have_the_same_size(size):

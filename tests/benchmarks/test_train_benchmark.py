@@ -2,12 +2,21 @@
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from musicvae.benchmarks import size_from_overrides
 from musicvae.benchmarks.sample import BAR_ID
-from musicvae.benchmarks.train import TrainBenchSize, benchmark_loss, run_train_benchmark, synthetic_batch
+from musicvae.benchmarks.train import (
+    TrainBenchSize,
+    benchmark_loss,
+    model_flops_per_token,
+    run_train_benchmark,
+    synthetic_batch,
+)  # fmt: skip
 from musicvae.data import BOS_ID, EOS_ID
 from musicvae.errors import UserError
+from musicvae.models.vae import MusicVAE, VAEConfig
 
 
 def test_settings_parse_booleans_and_numbers():
@@ -70,3 +79,25 @@ def test_per_bar_loss_sums_the_kl_of_present_bars_only():
 def test_bad_per_bar_settings_are_user_errors(overrides, message):
     with pytest.raises(UserError, match=message):
         size_from_overrides(TrainBenchSize, overrides)
+
+
+@pytest.mark.parametrize("pooling", ["summary", "mean"])
+@pytest.mark.parametrize("latent", ["segment", "bar"])
+def test_flop_estimate_matches_counted_flops(pooling, latent):
+    """The MFU's model FLOPs are the work done: within 3% of torch's own count of a training step's matmul
+    and attention FLOPs, also where summary pooling's last encoder layer computes the pooled positions only
+    (counted without that, the estimate would be 28% high). Attention through SDPA's math backend, whose
+    matmuls the counter sees (it does not count the fused CPU kernel)."""
+    size = TrainBenchSize(d_model=128, layers=2, heads=4, latent_dim=8, vocab_size=40, batch_size=2, seq_len=64,
+                          latent=latent, bars=4)  # fmt: skip
+    cfg = VAEConfig(
+        vocab_size=40, max_len=64, d_model=128, heads=4, encoder_layers=2, decoder_layers=2, latent_dim=8,
+        pooling=pooling, latent=latent, max_bars=4,
+    )  # fmt: skip
+    model = MusicVAE(cfg).train()
+    tokens, mask, bars = synthetic_batch(size, torch.device("cpu"))
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        out = model(tokens, mask, sample=True, bars=bars)
+        benchmark_loss(out.logits, out.mu, out.logvar, tokens, mask, out.latent_mask).backward()
+    estimate = model_flops_per_token(model, 64, pooled_per_row=4 if latent == "bar" else 1) * 2 * 64
+    assert estimate == pytest.approx(counter.get_total_flops(), rel=0.03)

@@ -2,7 +2,8 @@
 
 Model FLOPs per trained token (the PaLM / nanoGPT estimate): 6 × (non-embedding parameters + the
 output head) for the matmuls of forward and backward, plus 12 × layers × d_model × T for attention
-scores and values (encoder and decoder, counted without the causal half-saving). The peak is the
+scores and values (encoder and decoder, counted without the causal half-saving), less what summary
+pooling's last encoder layer skips (it computes the pooled positions only). The peak is the
 best of a few large fp32 (or bf16 on GPU) matmuls on the same device.
 
 `latent=bar`: one latent per bar. Rows are framed BOS ... EOS with a Bar token every (seq_len - 2) // bars
@@ -85,12 +86,21 @@ def matmul_peak_flops(
     return best
 
 
-def model_flops_per_token(model: MusicVAE, seq_len: int) -> float:
+def model_flops_per_token(model: MusicVAE, seq_len: int, pooled_per_row: int = 1) -> float:
+    """Matmul FLOPs of one trained token (forward + backward). With summary pooling the last encoder layer
+    computes only the `pooled_per_row` pooled positions (keys and values for all), so only their share
+    of its other matmuls and of its attention is counted: the work done, not what a full layer would do."""
     cfg = model.cfg
     embeddings = model.encoder.embed.tok.weight.numel() + model.encoder.embed.pos.weight.numel()
     embeddings += model.decoder.embed.pos.weight.numel()  # decoder's token table doubles as the head
     dense = sum(p.numel() for p in model.parameters()) - embeddings
     attention = 12 * (cfg.encoder_layers + cfg.decoder_layers) * cfg.d_model * seq_len
+    if cfg.pooling == "summary" and cfg.encoder_layers:
+        last = model.encoder.blocks[-1]
+        per_position = sum(p.numel() for p in last.parameters()) - sum(p.numel() for p in last.attn.kv.parameters())
+        skipped = 1 - min(pooled_per_row, seq_len) / seq_len
+        dense -= per_position * skipped
+        attention -= 12 * cfg.d_model * seq_len * skipped
     return 6 * dense + attention
 
 
@@ -161,7 +171,8 @@ def run_train_benchmark(size: TrainBenchSize, device: str = "cpu") -> dict:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
     tokens_per_s = size.batch_size * size.seq_len / step_s
-    achieved = model_flops_per_token(model, size.seq_len) * tokens_per_s
+    pooled_per_row = size.bars if size.latent == "bar" else 1
+    achieved = model_flops_per_token(model, size.seq_len, pooled_per_row) * tokens_per_s
     peak_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     peak = matmul_peak_flops(dev, peak_dtype)
     return {
