@@ -17,8 +17,8 @@ from musicvae.models.vae import MusicVAE, VAEConfig
 
 
 class NoEOS(MusicVAE):
-    def decode(self, tokens, z, cache=None):
-        logits = super().decode(tokens, z, cache)
+    def decode(self, tokens, z, cache=None, **kw):  # **kw: bars, attributes (later versions)
+        logits = super().decode(tokens, z, cache, **kw)
         logits[..., EOS_ID] = float("-inf")
         return logits
 
