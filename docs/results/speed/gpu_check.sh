@@ -5,6 +5,8 @@
 #      the bf16 peak of an 8192² matmul measured in the same run (the last H200 run measured its peak at
 #      2048², which leaves an H200 half idle);
 #   2. `benchmark.py compare device=cuda`: training (bf16 autocast) and cached sampling vs x-transformers.
+# Packages the machine lacks (x-transformers and what the project imports beyond torch) travel as wheels:
+# see the device tool's README (pip download ... -d .whl, carry .whl, pip install --target /tmp/site).
 set -u
 DEST=${1:-${OUT:?usage: gpu_check.sh OUT_DIR}}
 PY=${PY:-python3}
