@@ -154,7 +154,7 @@ def sample(req: SampleRequest) -> dict:
     loaded = load_checkpoint(req.ckpt, req.device)
     model, tok = loaded.model, loaded.tokenizer
     if req.compile:
-        model.compile_parts()
+        model.compile_parts(frozen=True)  # weights fixed from here: inductor may treat them as constants
     torch.manual_seed(req.seed)
     gen = torch.Generator(device=req.device).manual_seed(req.seed)
     cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)

@@ -143,3 +143,10 @@ def test_script_compare_runs_and_prints_the_ratios():
     assert len(ratios) == 2 and all(r > 0 for r in ratios), proc.stdout
     assert re.search(r"speed-up\s+[0-9.]+x", proc.stdout), proc.stdout
     assert "M ours vs" in proc.stdout and "M x-transformers" in proc.stdout
+
+
+@pytest.mark.slow  # torch.compile of both sides: ~2 min on a 2-core CPU
+def test_compiled_comparison_runs_both_parts():
+    result = run_compare_benchmark(CompareBenchSize(**TINY, compile=True))
+    assert result["settings"]["compile"] is True
+    assert result["train"]["ratio"] > 0 and result["sample"]["ratio"] > 0 and result["sample"]["cache_speedup"] > 0

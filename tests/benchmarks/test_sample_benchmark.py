@@ -80,3 +80,11 @@ def test_script_prints_one_line_for_bad_bars(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: benchmark setting bars=17 must be at most length=16") and "\n" not in err
+
+
+@pytest.mark.slow  # torch.compile: ~1 min on a 2-core CPU
+def test_compiled_sampling_runs_frozen_and_full_length():
+    """compile=true: the decoder compiled with frozen weights, every timed row still `length` tokens long."""
+    result = run_sample_benchmark(SampleBenchSize(**TINY, length=12, compile=True))
+    assert result["compile"] is True and result["cached_tokens_per_s"] > 0 and result["uncached_tokens_per_s"] > 0
+    assert "compile" in SampleBenchSize(compile=True).shown() and "compile" not in SampleBenchSize().shown()

@@ -97,14 +97,15 @@ def test_old_checkpoint_model_settings_keep_their_behaviour():
 
 
 @pytest.mark.slow  # torch.compile takes ~40 s on a 2-core CPU
-def test_compiled_model_samples_the_same_tokens_and_keeps_its_parameter_names():
+@pytest.mark.parametrize("frozen", [False, True], ids=["compiled", "compiled-frozen"])
+def test_compiled_model_samples_the_same_tokens_and_keeps_its_parameter_names(frozen):
     from musicvae.generate import SamplingConfig, sample_tokens
 
     model = _vae(dropout=0.0).eval()
     z = torch.randn(2, 8)
     want = sample_tokens(model, z, SamplingConfig(max_tokens=12), torch.Generator().manual_seed(0))
     names = list(model.state_dict())
-    model.compile_parts()
+    model.compile_parts(frozen=frozen)
     assert list(model.state_dict()) == names
     assert sample_tokens(model, z, SamplingConfig(max_tokens=12), torch.Generator().manual_seed(0)) == want
 

@@ -69,6 +69,7 @@ class CompareBenchSize:
     uncached_length: int = 512  # our uncached reference (0: skip); shorter is faster to run
     repeats: int = 3  # timed sampling runs per side
     what: str = "both"  # train | sample | both
+    compile: bool = False  # torch.compile both sides (sampling: frozen weights, dynamic shapes); warm-ups compile
 
     def __post_init__(self):
         if self.what not in WHATS:
@@ -200,6 +201,10 @@ def compare_train(size: CompareBenchSize, device: torch.device) -> dict:
     torch.manual_seed(0)
     ours = our_vae(size, size.seq_len).to(device).train()
     theirs = XTransformersVAE(size, size.seq_len).to(device).train()
+    if size.compile:  # as model.compile=true: every part, not frozen (the weights train)
+        ours.compile_parts()
+        theirs.encoder.compile()
+        theirs.decoder.compile()
     tokens = torch.randint(3, size.vocab_size, (size.batch_size, size.seq_len), device=device)  # (B, T)
     mask = torch.ones_like(tokens, dtype=torch.bool)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -242,6 +247,9 @@ def compare_sample(size: CompareBenchSize, device: torch.device) -> dict:
     ours = our_vae(size, max_len, cls=NoEOSMusicVAE).to(device).eval()
     theirs = XTransformersVAE(size, max_len).to(device).eval()
     z = torch.randn(size.sample_batch, size.latent_dim, device=device)  # (B, c)
+    if size.compile:  # as sample.py compile=true: frozen weights; the same for x-transformers' decoder
+        ours.compile_parts(frozen=True)
+        theirs.decoder.compile(dynamic=True, options={"freezing": True})
 
     def ours_run(length: int, use_cache: bool) -> Callable[[], float]:
         def run() -> float:
@@ -275,7 +283,8 @@ def compare_sample(size: CompareBenchSize, device: torch.device) -> dict:
                 runs["musicvae_at_uncached_length"] = ours_run(uncached_length, True)
         return runs
 
-    warm = min(WARMUP_SAMPLE_TOKENS, size.sample_length)
+    # compiled: a full-length warm-up, so that any recompilation for a new length happens untimed
+    warm = size.sample_length if size.compile else min(WARMUP_SAMPLE_TOKENS, size.sample_length)
     _alternate(runs_at(warm, min(warm, size.uncached_length)), 1)
     times = _alternate(runs_at(size.sample_length, size.uncached_length), size.repeats)
     result = {"params": {"musicvae": n_params(ours), "x_transformers": n_params(theirs)}}
@@ -323,6 +332,8 @@ def _side_by_side(heading: str, part: dict, seconds: Callable[[dict], str], goal
 def print_report(result: dict, console: Console) -> None:
     size = result["settings"]
     precision = "bf16 autocast training, fp32 sampling" if result["device"].startswith("cuda") else "fp32"
+    if size["compile"]:
+        precision += ", both sides torch.compile'd (sampling: frozen weights)"
     console.print(
         f"[bold]compare benchmark[/bold]: musicvae vs x-transformers ({result['device']}, {result['threads']} "
         f"threads, {precision}, alternated in one process, medians): {size}"

@@ -43,6 +43,7 @@ class SampleBenchSize:
     repeats: int = 3
     latent: str = "segment"  # segment: z (B, c) | bar: z (B, bars, c), one per bar
     bars: int = 16  # latent=bar: bars per sequence (ignored for latent=segment)
+    compile: bool = False  # sample.py compile=true: compiled with frozen weights; an untimed decode compiles
 
     def __post_init__(self):
         if self.latent not in LATENTS:
@@ -69,6 +70,8 @@ class SampleBenchSize:
         settings = asdict(self)
         if self.latent == "segment":
             del settings["latent"], settings["bars"]
+        if not self.compile:
+            del settings["compile"]
         return settings
 
 
@@ -160,7 +163,12 @@ def run_sample_benchmark(size: SampleBenchSize, device: str = "cpu") -> dict:
     result = {"device": device, "mode": size.mode, "batch_size": size.batch_size, "length": size.length}
     if size.latent == "bar":
         result |= {"latent": size.latent, "bars": size.bars}
+    if size.compile:
+        result["compile"] = True
+        setup.model.compile_parts(frozen=True)
     for name, use_cache in (("cached", True), ("uncached", False)):
+        if size.compile:  # compiling takes a minute on a CPU: not part of any timed decode
+            decode(setup, use_cache, seed=size.repeats)
         times = []
         for r in range(size.repeats):
             t0 = time.perf_counter()

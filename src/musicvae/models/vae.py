@@ -119,12 +119,19 @@ class MusicVAE(nn.Module):
         for embedding in self.attribute_embed:  # N(0, 1) as z itself (MuseMorphose's nn.Embedding default)
             embedding.reset_parameters()
 
-    def compile_parts(self) -> None:
+    def compile_parts(self, frozen: bool = False) -> None:
         """torch.compile the encoder and the decoder in place (nn.Module.compile: parameter names and
         checkpoints unchanged), so that every caller of encode/decode runs compiled, sampling included.
-        The decoder with dynamic shapes: a cached decode grows by one position a step."""
-        self.encoder.compile()
-        self.decoder.compile(dynamic=True)
+        The decoder with dynamic shapes: a cached decode grows by one position a step.
+
+        frozen: for a model whose weights no longer change (sampling): inductor's freezing treats the
+        weights of no-grad graphs as constants, which lets it prepack them for the CPU's matmul library
+        (1.3-1.5x faster CPU sampling than compiled alone, measured at d_model 256). Never for a model
+        still training: its no-grad graphs (validation) would keep reading the weights of compile time.
+        """
+        options = {"freezing": True} if frozen else None  # per compile: nothing leaks into other compiles
+        self.encoder.compile(options=options)
+        self.decoder.compile(dynamic=True, options=options)
 
     @property
     def conditioning(self):
