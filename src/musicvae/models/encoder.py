@@ -127,11 +127,10 @@ class Encoder(nn.Module):
         same_bar = (bars[:, :, None] == bars[:, None, :]) & body[:, None, :] & body[:, :, None]
         attend = same_bar | torch.eye(t, dtype=torch.bool, device=tokens.device)
         if self.pooling == "summary":  # bar k's output at its first token (its Bar token), or zeros if absent
-            slot = torch.where(starts, bars, torch.full_like(bars, k))  # (B, T): the other positions -> dropped slot k
-            first_at = torch.zeros(b, k + 1, dtype=torch.long, device=x.device).scatter_(1, slot, index.expand(b, t))
-            present = torch.zeros(b, k + 1, dtype=torch.bool, device=x.device).scatter_(1, slot, starts)
-            pooled = self.ln_out(self._run_blocks(x, attend, first_at[:, :k]))  # (B, K, D)
-            return pooled * present[:, :k, None].to(pooled.dtype)
+            # (B, K, T): where bar k starts; argmax gives the first True (no scatter: deterministic on every device)
+            opens = starts[:, None, :] & (bars[:, None, :] == torch.arange(k, device=x.device)[None, :, None])
+            pooled = self.ln_out(self._run_blocks(x, attend, opens.to(torch.uint8).argmax(-1)))  # (B, K, D)
+            return pooled * opens.any(-1, keepdim=True).to(pooled.dtype)
         x = self.ln_out(self._run_blocks(x, attend))
         slot = torch.where(body, bars, torch.full_like(bars, k))  # non-bar positions go to a dropped slot k
         chosen = body.to(x.dtype)
