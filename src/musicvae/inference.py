@@ -24,7 +24,7 @@ from musicvae.data.segments import midi_to_windows
 from musicvae.data.tokenize import bar_ids, tokenizer_from_dict
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, TokenRules, decode_latents, split_bars
-from musicvae.models.vae import MusicVAE, pad_latents
+from musicvae.models.vae import MusicVAE, cat_latents
 
 
 @dataclass
@@ -82,10 +82,7 @@ def encode_segments(
         mu, logvar = model.encode(tokens.to(device), mask.to(device), bars.to(device))
         mus.append(mu)
         logvars.append(logvar)
-    if mus[0].dim() == 3:  # per bar: batches may differ in their most bars
-        k = max(m.shape[1] for m in mus)
-        mus, logvars = [pad_latents(m, k) for m in mus], [pad_latents(v, k) for v in logvars]
-    return torch.cat(mus), torch.cat(logvars)
+    return cat_latents(mus, model.per_bar), cat_latents(logvars, model.per_bar)
 
 
 def count_bars(ids: list[int], rules: TokenRules) -> int:

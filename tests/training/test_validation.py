@@ -127,6 +127,9 @@ class PieceIdentityVAE(nn.Module):
         present = torch.zeros(len(tokens), self.vocab_size).scatter_(1, tokens, 1.0) * self.is_pitch  # (B, V)
         return present * 3.0, torch.full_like(present, -8.0)  # mu, logvar: a near-certain posterior
 
+    def posterior(self, tokens, mask, bars=None):
+        return (*self.encode(tokens, mask, bars), None)  # one latent per segment: no latent mask
+
     @staticmethod
     def reparameterize(mu, logvar, eps):
         return mu + eps * torch.exp(0.5 * logvar)

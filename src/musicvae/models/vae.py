@@ -147,11 +147,17 @@ class MusicVAE(nn.Module):
         """tokens, mask (B, T) -> mu, logvar (B, c); per bar (bars (B, T) needed): (B, K, c), K the most
         bars of a row, a row's missing bars set to the prior (mu = logvar = 0: no KL, z ~ N(0, I)).
         fp32 even under autocast (see Encoder)."""
+        return self.posterior(tokens, mask, bars)[:2]
+
+    def posterior(
+        self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`encode`, plus which latents exist: (mu, logvar, latent_mask (B, K) per bar or None)."""
         mu, logvar = self.encoder(tokens, mask, bars)
-        if self.per_bar:
-            present = latent_mask(bars, mask, mu.shape[1])[..., None]  # (B, K, 1)
-            mu, logvar = mu * present, logvar * present
-        return mu, logvar
+        if not self.per_bar:
+            return mu, logvar, None
+        present = latent_mask(bars, mask, mu.shape[1])  # (B, K)
+        return mu * present[..., None], logvar * present[..., None], present
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,12 +196,12 @@ class MusicVAE(nn.Module):
         attributes: torch.Tensor | None = None,
     ) -> VAEOutput:  # fmt: skip
         """Teacher-forced pass. z is sampled in training and mu in eval, unless `sample` says otherwise."""
-        mu, logvar = self.encode(tokens, mask, bars)
+        mu, logvar, present = self.posterior(tokens, mask, bars)
         sample = self.training if sample is None else sample
         z = self.reparameterize(mu, logvar) if sample else mu
         dec_bars = bars[:, :-1] if self.per_bar else None
         logits = self.decode(tokens[:, :-1], z, bars=dec_bars, attributes=attributes)  # predict tokens[:, 1:]
-        return VAEOutput(logits, mu, logvar, z, latent_mask(bars, mask, mu.shape[1]) if self.per_bar else None)
+        return VAEOutput(logits, mu, logvar, z, present)
 
 
 def latent_mask(bars: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -215,7 +221,11 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.normal_(m.weight, std=0.02)
 
 
-def pad_latents(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, K', ...) per-bar latents (or their mask) -> (N, k, ...), the added bars zero / False (absent):
-    batches differ in their most bars."""
-    return torch.cat([x, x.new_zeros(x.shape[0], k - x.shape[1], *x.shape[2:])], dim=1) if x.shape[1] < k else x
+def cat_latents(parts: list[torch.Tensor], per_bar: bool) -> torch.Tensor:
+    """Batches of latents (N_i, c), or per bar (N_i, K_i, c) or their masks (N_i, K_i) -> one tensor along
+    N. Batches differ in their most bars: per bar each is padded to the largest K_i with absent bars
+    (zero: the prior; False in a mask)."""
+    if not per_bar:
+        return torch.cat(parts)
+    k = max(p.shape[1] for p in parts)
+    return torch.cat([torch.cat([p, p.new_zeros(p.shape[0], k - p.shape[1], *p.shape[2:])], dim=1) for p in parts])

@@ -35,7 +35,7 @@ from musicvae.data.attributes import AttributeBins, AttributeReader, latent_clas
 from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
-from musicvae.models.vae import MusicVAE, VAEConfig, latent_mask, pad_latents
+from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class VAEModule(pl.LightningModule):
         self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
         self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
         self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
+        self._val_attributes: torch.Tensor | None = None  # model.attributes: the val sample's own classes
         self._fused = False  # whether configure_optimizers chose fused AdamW (gradient clipping follows it)
         # model.attributes: class edges fitted on the training split at the first setup (then kept in the
         # checkpoint, so sampling needs nothing else), and the reader of attribute values from tokens
@@ -134,28 +135,30 @@ class VAEModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "val_sample"):
             raise UserError("validation needs the MidiDataModule's fixed val sample: pass datamodule=")
-        mus, logvars, present = [], [], []
+        mus, logvars, present, inputs = [], [], [], []
         for tokens, mask, bars, _ in dm.val_sample_batches():
             tokens, mask, bars = tokens.to(self.device), mask.to(self.device), bars.to(self.device)
-            mu, logvar = self.model.encode(tokens, mask, bars)
+            mu, logvar, latents = self.model.posterior(tokens, mask, bars)
             mus.append(mu.float())
             logvars.append(logvar.float())
-            if self.model.per_bar:
-                present.append(latent_mask(bars, mask, mu.shape[1]))
-        if self.model.per_bar:  # batches may differ in their most bars: pad with absent bars (prior: 0, 0)
-            k = max(m.shape[1] for m in mus)
-            mus, logvars = [pad_latents(m, k) for m in mus], [pad_latents(v, k) for v in logvars]
-            present = [pad_latents(m, k) for m in present]
-        mu, logvar = torch.cat(mus), torch.cat(logvars)
+            present.append(torch.ones(len(mu), 1, dtype=torch.bool, device=mu.device) if latents is None else latents)
+            inputs.append((tokens, mask))
+        per_bar = self.model.per_bar  # batches may differ in their most bars: padded with absent bars (0, 0)
+        mu, logvar = cat_latents(mus, per_bar), cat_latents(logvars, per_bar)
         if self._eps is None or self._eps.shape != mu.shape:  # fixed per sample: drawn once
             pieces = dm.val_sample.pieces
             gen = torch.Generator().manual_seed(EVAL_SEED)
             self._partners = group_derangement(pieces, gen) if len(set(pieces.tolist())) > 1 else None
             self._eps = torch.randn(mu.shape, generator=gen)
+            k = mu.shape[1] if per_bar else None  # the segments' own attribute classes: fixed too, read once
+            attrs = [self.batch_attributes(t, m, k) for t, m in inputs] if self.model.cfg.attributes else None
+            self._val_attributes = torch.cat(attrs) if attrs else None
         partners = self._partners.to(self.device) if self._partners is not None else None
-        ref = {"mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners}
-        ref["present"] = torch.cat(present) if present else torch.ones(len(mu), 1, dtype=torch.bool, device=mu.device)
-        return ref
+        return {
+            "mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners,
+            "present": cat_latents(present, per_bar),  # (N, K): which latents exist; (N, 1), all, per segment
+            "attributes": self._val_attributes,  # (N, [K,] A) or None
+        }  # fmt: skip
 
     def _accumulate(self, **sums: torch.Tensor) -> None:
         for k, v in sums.items():
@@ -167,17 +170,17 @@ class VAEModule(pl.LightningModule):
         mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, [K,] c): the reference's own rows
         inputs, target_mask = tokens[:, :-1], mask[:, 1:]
         in_bars = bars[:, :-1] if self.model.per_bar else None
-        attrs = self.batch_attributes(tokens, mask, mu.shape[1] if self.model.per_bar else None)  # the segment's own
+        attrs = None if ref["attributes"] is None else ref["attributes"][positions]  # the segment's own classes
         logits = self.model.decode(inputs, mu, bars=in_bars, attributes=attrs)  # z = mu: recon and accuracy
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
         z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
         nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars, attributes=attrs), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
-        rows, ref_rows = ref["present"][positions].reshape(-1), ref["present"].reshape(-1)  # latents that exist
+        own, every = ref["present"][positions], ref["present"]
         mi = mutual_information_terms(
-            z.reshape(-1, z.shape[-1])[rows], mu.reshape(-1, mu.shape[-1])[rows], logvar.reshape(-1, mu.shape[-1])[rows],
-            ref["mu"].reshape(-1, mu.shape[-1])[ref_rows], ref["logvar"].reshape(-1, mu.shape[-1])[ref_rows],
-        )  # per latent: one per segment, or one per bar  # fmt: skip
+            existing(z, own), existing(mu, own), existing(logvar, own), existing(ref["mu"], every),
+            existing(ref["logvar"], every),
+        )  # per latent: one per segment, or one per bar
         sums = dict(
             nll=nll.sum(), nll_sampled=nll_sampled.sum(), tokens=target_mask.sum(), correct=correct.sum(),
             segments=torch.tensor(len(positions)), mi=mi.sum(),
@@ -194,8 +197,7 @@ class VAEModule(pl.LightningModule):
         if n == 0:
             return
         present = self._ref["present"]  # (N, K): which latents exist (all of them per segment)
-        mu = self._ref["mu"].reshape(-1, self._ref["mu"].shape[-1])[present.reshape(-1)]  # (latents, c)
-        logvar = self._ref["logvar"].reshape(-1, mu.shape[-1])[present.reshape(-1)]
+        mu, logvar = existing(self._ref["mu"], present), existing(self._ref["logvar"], present)  # (latents, c)
         kl_dims = kl_per_dim(mu.double(), logvar.double()).sum(0) / len(present)  # (c,) nats per segment
         kl_seg = kl_dims.sum()
         recon_tok = s["nll"] / s["tokens"]
@@ -306,6 +308,11 @@ class VAEModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get(ATTRIBUTE_BINS_KEY):  # a resumed run keeps the classes it trained with
             self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
+
+
+def existing(latents: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Latents (N, c) or (N, K, c) -> (rows, c): the ones `present` (N, 1) or (N, K) marks as existing."""
+    return latents.reshape(-1, latents.shape[-1])[present.reshape(-1)]
 
 
 def use_fused_adamw(setting, device: torch.device, precision: str) -> bool:
