@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import miditok
 import torch
 from miditok.constants import TIME_SIGNATURE
-from miditok.utils import compute_ticks_per_bar, compute_ticks_per_beat
-from symusic import TimeSignature
+
+from musicvae.data.tokenize import bar_timing
 
 # Kind of a row's last token: the grammar's states.
 START, BAR, BAR_READY, POSITION, PROGRAM, PROGRAM_DRUM, PITCH, VELOCITY, NOTE, DONE = range(10)
@@ -140,16 +140,8 @@ class RemiGrammar:
 
         # Length of a bar in positions, as REMI's _tokens_to_score counts ticks (it ignores positions
         # beyond the vocabulary's, which are for the longest bar anyway).
-        num_positions = types.count("Position")
-
         def positions_in(numerator: int, denominator: int) -> int:
-            ticks_bar = compute_ticks_per_bar(
-                TimeSignature(0, numerator, denominator), tokenizer.time_division
-            )
-            per_beat = getattr(tokenizer, "_tpb_per_ts", {}).get(denominator)
-            per_beat = per_beat or compute_ticks_per_beat(denominator, tokenizer.time_division)
-            ticks_pos = max(1, per_beat // config.max_num_pos_per_beat)
-            return min(-(-ticks_bar // ticks_pos), num_positions)
+            return bar_timing(tokenizer, numerator, denominator).positions
 
         self.default_bar_len = positions_in(*TIME_SIGNATURE)
 

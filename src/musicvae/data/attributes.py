@@ -25,8 +25,7 @@ Time is read the way miditok 3.1's REMI decoder (`_tokens_to_score`) reads it, i
 ticks_per_bar of its TimeSig (a bar without one keeps the previous bar's; 4/4 before any), a Position
 is `value * ticks_per_pos`, a Duration `(beat * res + pos) * ticks_per_beat // res` with the bar's
 ticks per beat. A bar holds ceil(ticks_per_bar / ticks_per_pos) positions, capped at the vocabulary's
-Position count: the same formula as `musicvae.grammar.RemiGrammar` (which keeps it inside its
-constructor, so it is recomputed here; a test checks the two agree).
+Position count (`musicvae.data.tokenize.bar_timing`, which `musicvae.grammar.RemiGrammar` uses too).
 
 `AttributeBins` turns attribute values into classes 0..N_CLASSES-1 by quantiles of a training set
 (MuseMorphose's binning); `to_dict`/`from_dict` let a checkpoint carry the edges.
@@ -40,10 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from miditok.constants import TIME_SIGNATURE
-from miditok.utils import compute_ticks_per_bar, compute_ticks_per_beat
-from symusic import TimeSignature
 
-from musicvae.data.tokenize import token_table
+from musicvae.data.tokenize import bar_timing, token_table
 
 ATTRIBUTES = ("rhythm", "polyphony", "note_density", "mean_pitch", "pitch_range")
 N_CLASSES = 8
@@ -94,22 +91,12 @@ class AttributeReader:
                 kind[i] = _PROGRAM_DRUM
         self._kind, self._value, self._ts_row = kind, value, ts_row
 
-        # Per metre: ticks per bar, ticks per position, positions in the bar, ticks per beat.
-        n_positions = int((kind == _POSITION).sum())
-        per_ts = getattr(tokenizer, "_tpb_per_ts", {})
-        ticks_bar, ticks_pos, bar_len, ticks_beat = [], [], [], []
-        for numerator, denominator in signatures:
-            per_bar = compute_ticks_per_bar(TimeSignature(0, numerator, denominator), tokenizer.time_division)
-            per_beat = per_ts.get(denominator) or compute_ticks_per_beat(denominator, tokenizer.time_division)
-            per_pos = max(1, per_beat // config.max_num_pos_per_beat)
-            ticks_bar.append(per_bar)
-            ticks_pos.append(per_pos)
-            bar_len.append(min(-(-per_bar // per_pos), n_positions) if n_positions else 1)
-            ticks_beat.append(per_beat)
-        self._ts_ticks_bar = np.asarray(ticks_bar, dtype=np.int64)
-        self._ts_ticks_pos = np.asarray(ticks_pos, dtype=np.int64)
-        self._ts_bar_len = np.asarray(bar_len, dtype=np.int64)
-        self._ts_ticks_beat = np.asarray(ticks_beat, dtype=np.int64)
+        # Per metre: ticks per bar, ticks per position, positions in the bar (at least 1: a divisor), ticks per beat.
+        timings = [bar_timing(tokenizer, numerator, denominator) for numerator, denominator in signatures]
+        self._ts_ticks_bar = np.asarray([t.ticks_per_bar for t in timings], dtype=np.int64)
+        self._ts_ticks_pos = np.asarray([t.ticks_per_position for t in timings], dtype=np.int64)
+        self._ts_bar_len = np.asarray([max(1, t.positions) for t in timings], dtype=np.int64)
+        self._ts_ticks_beat = np.asarray([t.ticks_per_beat for t in timings], dtype=np.int64)
 
         # Duration ticks of each Duration token for each metre's ticks per beat (miditok's
         # _time_token_to_ticks); a note without its Duration token gets the decoder's default length.

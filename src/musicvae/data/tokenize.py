@@ -24,6 +24,7 @@ from typing import Any
 import miditok
 import numpy as np
 from miditok import MusicTokenizer, TokenizerConfig, TokSequence
+from miditok.utils import compute_ticks_per_bar, compute_ticks_per_beat
 from miditok.utils import merge_tracks as merge_symusic_tracks
 from symusic import Score, Tempo, TimeSignature
 
@@ -152,6 +153,26 @@ class TokenTable:
 def bar_ids(tokenizer: MusicTokenizer) -> tuple[int, ...]:
     """Ids of the tokens that open a bar (REMI: Bar_None): batches count them into bar indices."""
     return tuple(int(i) for i in np.flatnonzero(token_table(tokenizer).bar))
+
+
+@dataclass(frozen=True)
+class BarTiming:
+    """How miditok 3.1's REMI decoder (`_tokens_to_score`) times a bar of one time signature, in ticks."""
+
+    ticks_per_bar: int
+    ticks_per_beat: int
+    ticks_per_position: int
+    positions: int  # Position values the bar holds: ceil(bar / position), at most the vocabulary's Positions
+
+
+def bar_timing(tokenizer: MusicTokenizer, numerator: int, denominator: int) -> BarTiming:
+    """The `BarTiming` of a numerator/denominator bar (the grammar mask and the attribute reader share it)."""
+    per_bar = compute_ticks_per_bar(TimeSignature(0, numerator, denominator), tokenizer.time_division)
+    per_beat = getattr(tokenizer, "_tpb_per_ts", {}).get(denominator)
+    per_beat = per_beat or compute_ticks_per_beat(denominator, tokenizer.time_division)
+    per_pos = max(1, per_beat // tokenizer.config.max_num_pos_per_beat)
+    n_positions = int(token_table(tokenizer).position.sum())
+    return BarTiming(per_bar, per_beat, per_pos, min(-(-per_bar // per_pos), n_positions))
 
 
 def _event_start_types(config: TokenizerConfig) -> set[str]:
