@@ -35,13 +35,12 @@ def main(cfg: DictConfig) -> None:
         raise UserError("nothing to evaluate: control=true is the evaluation this script runs")
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
     override = data_override(cfg.get("data"), cfg.data_path)
-    vectors = None
-    if str(cfg.vectors) == "auto" and vectors_path(loaded.path).is_file() or cfg.vectors is True:
-        if vectors_path(loaded.path).is_file():
-            vectors = AttributeVectors.load(vectors_path(loaded.path))
-        else:
-            vectors = compute_attribute_vectors(loaded, data_override=override)
-            vectors.save(vectors_path(loaded.path))
+    vectors, path = None, vectors_path(loaded.path)
+    if path.is_file() and (cfg.vectors is True or str(cfg.vectors) == "auto"):
+        vectors = AttributeVectors.load(path)
+    elif cfg.vectors is True:  # none yet: compute them, and keep them beside the checkpoint
+        vectors = compute_attribute_vectors(loaded, data_override=override)
+        vectors.save(path)
     if vectors is None and not loaded.model.cfg.attributes:
         raise UserError(
             f"{cfg.ckpt} has no attributes and no attribute vectors: run scripts/attributes.py ckpt={cfg.ckpt} "

@@ -29,6 +29,7 @@ from musicvae.data.attributes import (
     latent_classes,
     latent_values,
 )
+from musicvae.data.config import DATA_SOURCE_KEYS
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig
@@ -95,13 +96,11 @@ class AttributeVectors:
             raise UserError(f"{path} is not an attribute-vectors file of this version ({e}): run scripts/attributes.py again") from None
 
 
-SOURCE_KEYS = ("name", "corpus", "path", "cache_dir", "val_fraction", "test_fraction", "limit_files")
-
-
 def data_override(data_cfg=None, data_path: str | None = None) -> dict | None:
-    """What a script's `data=NAME` / `data_path=` replace in the checkpoint's data: where the MIDI comes
-    from and how it is split, never how it is cut into segments (the model's max length depends on that)."""
-    override = {k: data_cfg[k] for k in SOURCE_KEYS if data_cfg is not None and data_cfg.get(k) is not None}
+    """What a script's `data=NAME` / `data_path=` replace in the checkpoint's data: its name, where the MIDI
+    comes from and how it is split, never how it is cut into segments (the model's max length depends on that)."""
+    keys = ("name", *DATA_SOURCE_KEYS)
+    override = {k: data_cfg[k] for k in keys if data_cfg is not None and data_cfg.get(k) is not None}
     if data_path:
         override["path"] = str(data_path)
     return override or None
@@ -120,6 +119,19 @@ def training_data(loaded: LoadedCheckpoint, data_override: dict | None = None) -
     return MidiDataModule.with_tokenizer(cfg, loaded.tokenizer)
 
 
+def spread_segments(dm: MidiDataModule, split: str, most: int | None = None) -> list[list[int]]:
+    """The token ids of a split's segments in order, every k-th one when `most` caps them (a spread over
+    its pieces); UserError for an empty split."""
+    dm.prepare_data()
+    dm.setup("fit")
+    dataset = dm.datasets.get(split)
+    if dataset is None or len(dataset.arrays) == 0:
+        raise UserError(f"the {split} split of {dm.settings.name} holds no segments")
+    n = len(dataset.arrays)
+    step = max(1, n // most) if most else 1
+    return [dataset.arrays.window(i).tolist() for i in range(0, n, step)][: most or None]
+
+
 @torch.no_grad()
 def split_latents(
     loaded: LoadedCheckpoint, dm: MidiDataModule, split: str = "train", max_segments: int | None = None,
@@ -129,14 +141,7 @@ def split_latents(
 
     Segments are taken in order, every k-th one when `max_segments` caps them (a spread over pieces).
     """
-    dm.prepare_data()
-    dm.setup("fit")
-    dataset = dm.datasets.get(split)
-    if dataset is None or len(dataset.arrays) == 0:
-        raise UserError(f"the {split} split of {dm.settings.name} holds no segments")
-    n = len(dataset.arrays)
-    step = max(1, n // max_segments) if max_segments else 1
-    segments = [dataset.arrays.window(i).tolist() for i in range(0, n, step)][: max_segments or None]
+    segments = spread_segments(dm, split, max_segments)
     rules = token_rules(loaded.tokenizer, grammar=False)
     mu, _ = encode_segments(loaded.model, segments, batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
     values = latent_values(AttributeReader(loaded.tokenizer), segments, loaded.model.per_bar)  # (K_i or 1, A) each
@@ -240,13 +245,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     if bins is None:
         raise UserError(f"{loaded.path} has no attributes and no attribute vectors: run scripts/attributes.py first, "
                         "or train with model.attributes=[rhythm,polyphony]")  # fmt: skip
-    dm.prepare_data()
-    dm.setup("fit")
-    arrays = dm.datasets[settings.split].arrays if settings.split in dm.datasets else None
-    if arrays is None or len(arrays) == 0:
-        raise UserError(f"the {settings.split} split of {dm.settings.name} holds no segments")
-    step = max(1, len(arrays) // settings.n_segments)
-    segments = [arrays.window(i).tolist() for i in range(0, len(arrays), step)][: settings.n_segments]
+    segments = spread_segments(dm, settings.split, settings.n_segments)
     rules, reader = token_rules(tok), AttributeReader(tok)
     mu, _ = encode_segments(model, segments, settings.batch_size, rules.bar_ids)
     k = mu.shape[1] if model.per_bar else None
@@ -269,10 +268,11 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     segment_of_row = np.repeat(np.arange(len(segments)), n_bars) if model.per_bar else np.arange(len(segments))
     result: dict = {"control": {}, "vectors": {}}
     names = list(model.cfg.attributes)
+    own_model = own[..., [ATTRIBUTES.index(n) for n in names]]  # the inputs' own classes of the model's attributes
     for a in names:
         requested, got = [], []
         for c in settings.classes:
-            attrs = apply_class_changes(own[..., [ATTRIBUTES.index(n) for n in names]], names, {a: (False, int(c))})
+            attrs = apply_class_changes(own_model, names, {a: (False, int(c))})
             gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
             got.append(achieved(reconstruct_segments(model, segments, mu, sampling, rules, gen, settings.batch_size, attrs)))
             requested += [int(c)] * rows_per_decode
@@ -280,7 +280,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
         seg = np.tile(segment_of_row, len(settings.classes))
         result["control"][a] = _scores(requested, np.concatenate(got), seg, a, others, settings.seed)
     if vectors is not None:
-        attrs = own[..., [ATTRIBUTES.index(n) for n in names]] if names else None
+        attrs = own_model if names else None
         for a in settings.vector_attributes:
             requested, got = [], []
             for amount in settings.amounts:

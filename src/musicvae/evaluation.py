@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.data.attributes import N_CLASSES, AttributeReader, latent_classes
+from musicvae.data.attributes import N_CLASSES, AttributeReader
 from musicvae.errors import UserError
 from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
-from musicvae.inference import count_bars, encode_segments, reconstruct_segments, token_rules
+from musicvae.inference import count_bars, encode_segments, reconstruct_segments, segment_classes, token_rules
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
 from musicvae.render import piano_roll_png, tokens_to_pretty_midi
@@ -96,11 +96,8 @@ def _evaluate(
     recons = []
     if inputs:
         mu, _ = encode_segments(model, inputs, cfg.batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
-        attrs = None  # a model with attributes reconstructs with each input's own classes
-        if model.cfg.attributes:
-            k = mu.shape[1] if model.per_bar else None
-            classes = latent_classes(AttributeReader(tokenizer), attribute_bins, inputs, model.cfg.attributes, model.per_bar, k)
-            attrs = torch.from_numpy(classes).to(device)
+        k = mu.shape[1] if model.per_bar else None  # a model with attributes: each input's own classes
+        attrs = segment_classes(model, AttributeReader(tokenizer), attribute_bins, inputs, k) if model.cfg.attributes else None
         decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size, attrs)
         recons = [_midi(tokenizer, ids) for ids in decoded]
     bars = max((count_bars(s, rules) for s in inputs), default=1)  # prior samples: a segment's bars

@@ -105,7 +105,7 @@ def sample_tokens(
     length = 1 + n_prompt
     cache = model.decoder.new_cache(model.conditioning.max_prefix + seq.shape[1]) if use_cache else None
     bar_ids_t = torch.as_tensor(list(bar_ids), dtype=torch.long, device=device)
-    position_bars = bar_index(seq, bar_ids_t) if bar_ids else None  # (B, T): refreshed as tokens come
+    position_bars = bar_index(seq, bar_ids_t) if per_bar else None  # (B, T): each position's bar, as tokens come
     opened = torch.isin(seq[:, :length], bar_ids_t).sum(1)  # (B,) Bar tokens so far
     state = None
     if grammar is not None:
@@ -129,13 +129,14 @@ def sample_tokens(
         logits.masked_fill_(done[:, None], 0.0)  # finished rows draw anything: it is replaced by PAD
         logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
         nxt = _draw(logits, generator).masked_fill(done, PAD_ID)  # (B,)
-        if bar_ids:
+        if per_bar or bars:  # count the bars: to switch latents, or to stop at `bars`
             is_bar = torch.isin(nxt, bar_ids_t)
             if bars:  # a Bar that would open bar `bars` + 1 ends the sequence instead
                 nxt = torch.where(is_bar & (opened >= bars), torch.full_like(nxt, EOS_ID), nxt)
                 is_bar = is_bar & (opened < bars)
             opened = opened + is_bar.long()
-            position_bars[:, length] = (opened - 1).clamp(min=0)
+            if position_bars is not None:
+                position_bars[:, length] = (opened - 1).clamp(min=0)
         if state is not None:
             grammar.advance(state, nxt)
         seq[:, length] = nxt

@@ -6,7 +6,7 @@
     ids = reconstruct_segments(loaded.model, segments, mu, SamplingConfig(), rules, generator, 8)
 
 Also a piece's bar latents (`piece_tokens`, `bar_latents`) and the attribute classes a model with
-`model.attributes` decodes with (`input_classes`, `apply_class_changes`).
+`model.attributes` decodes with (`segment_classes`, `input_classes`, `apply_class_changes`).
 """
 
 from __future__ import annotations
@@ -121,21 +121,32 @@ def apply_class_changes(classes: torch.Tensor, names, changes: dict[str, tuple[b
     return out
 
 
+def segment_classes(
+    model: MusicVAE, reader: AttributeReader, bins: AttributeBins, segments, k: int | None = None
+) -> torch.Tensor | None:
+    """Classes of the model's attributes for each latent of token segments (no BOS/EOS), on the model's
+    device: (N, K, A) per bar (K: `k` or the most bars), (N, A) per segment; None without attributes."""
+    if not model.cfg.attributes:
+        return None
+    classes = latent_classes(reader, bins, segments, model.cfg.attributes, model.per_bar, k)
+    return torch.from_numpy(classes).to(next(model.parameters()).device)
+
+
 def input_classes(loaded: LoadedCheckpoint, segments: list[list[int]] | None = None, piece: list[int] | None = None):
-    """Classes of the model's attributes, from the input's own tokens: per segment (N, A), or every bar of a
-    whole piece (N_bars, A) (a bar's held notes come from the bars before it); None without attributes."""
+    """Classes of the model's attributes, from the input's own tokens: per latent of each segment (see
+    `segment_classes`), or every bar of a whole piece (N_bars, A) (a bar's held notes come from the bars
+    before it); None without attributes."""
     names = loaded.model.cfg.attributes
     if not names:
         return None
     if loaded.attribute_bins is None:
         raise UserError(f"{loaded.path} has model.attributes but no class edges: it was not saved by train()")
-    reader, device = AttributeReader(loaded.tokenizer), next(loaded.model.parameters()).device
-    if piece is not None:
-        columns = [ATTRIBUTES.index(n) for n in names]
-        classes = loaded.attribute_bins.classes(reader.bars(piece))[:, columns]
-    else:
-        classes = latent_classes(reader, loaded.attribute_bins, segments, names, per_bar=False)
-    return torch.from_numpy(classes).to(device)
+    reader = AttributeReader(loaded.tokenizer)
+    if piece is None:
+        return segment_classes(loaded.model, reader, loaded.attribute_bins, segments)
+    columns = [ATTRIBUTES.index(n) for n in names]
+    classes = loaded.attribute_bins.classes(reader.bars(piece))[:, columns]
+    return torch.from_numpy(classes).to(next(loaded.model.parameters()).device)
 
 
 def piece_tokens(loaded: LoadedCheckpoint, path: str) -> list[int]:

@@ -255,25 +255,25 @@ def reconstruct_file(
     pulled together. Bars after the last whole window are not reconstructed.
     """
     model = loaded.model
+
+    def inputs(mu, logvar, classes):
+        """z = mu (z ~ q(z|x) with sample_z) moved by `shift`; the input's classes with `changes` (or None)."""
+        z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
+        z = z if shift is None else z + shift
+        return z, None if classes is None else apply_class_changes(classes, model.cfg.attributes, changes or {})
+
     if model.per_bar:
         ids = piece_tokens(loaded, path)  # tokenized once: its bars' latents and classes
-        mu, logvar = bar_latents(loaded, ids, req.batch_size, rules)
-        z = (MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu)[None]  # (1, N_bars, c)
-        z = z if shift is None else z + shift
-        attributes = input_classes(loaded, piece=ids)
-        if attributes is not None:
-            attributes = apply_class_changes(attributes, model.cfg.attributes, changes or {})[None]  # (1, N_bars, A)
+        mu, logvar = bar_latents(loaded, ids, req.batch_size, rules)  # (N_bars, c)
+        z, attributes = inputs(mu[None], logvar[None], input_classes(loaded, piece=ids))  # (1, N_bars, c)
+        attributes = None if attributes is None else attributes[None]  # (1, N_bars, A)
         return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars,
                                  attributes=attributes)[0]  # fmt: skip
     bars = loaded.window_bars
     windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
     segments = [w.tolist() for w in windows.segments]
     mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
-    z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
-    z = z if shift is None else z + shift
-    attributes = input_classes(loaded, segments)
-    if attributes is not None:
-        attributes = apply_class_changes(attributes, model.cfg.attributes, changes or {})
+    z, attributes = inputs(mu, logvar, input_classes(loaded, segments))
     decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size, attributes)
     bar = loaded.tokenizer.vocab["Bar_None"]
     ids, next_bar = [], 0

@@ -6,6 +6,21 @@ import dataclasses
 from collections.abc import Sequence
 
 from musicvae.errors import UserError
+from musicvae.models.encoder import LATENTS
+
+BAR_ID = 4  # the synthetic vocabulary's Bar token (latent=bar); ids 0-2 are PAD, BOS, EOS
+
+
+def check_latent_settings(latent: str, bars: int, vocab_size: int) -> None:
+    """A benchmark size's latent, bars and vocab_size: UserError naming the setting."""
+    if latent not in LATENTS:
+        raise UserError(f"benchmark setting latent={latent!r} must be one of {', '.join(LATENTS)}")
+    if latent != "bar":
+        return
+    if bars < 1:
+        raise UserError(f"benchmark setting bars={bars} must be at least 1")
+    if vocab_size <= BAR_ID + 1:
+        raise UserError(f"benchmark setting vocab_size={vocab_size} must exceed {BAR_ID + 1} with latent=bar")
 
 
 def size_from_overrides(cls, overrides: Sequence[str]) -> tuple[object, str]:

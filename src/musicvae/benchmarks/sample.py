@@ -18,14 +18,12 @@ from dataclasses import asdict, dataclass
 import torch
 from rich.console import Console
 
-from musicvae.benchmarks import size_from_overrides
+from musicvae.benchmarks import BAR_ID, check_latent_settings, size_from_overrides
 from musicvae.data import EOS_ID
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig, TokenRules, sample_tokens
-from musicvae.models.encoder import LATENTS
 from musicvae.models.vae import MusicVAE, VAEConfig
 
-BAR_ID = 4  # the synthetic vocabulary's Bar token (latent=bar); ids 0-2 are PAD, BOS, EOS
 SEGMENT_LENGTH = 256  # default tokens per sequence, latent=segment
 BAR_TOKENS = 16  # default tokens per bar, latent=bar: 16 bars x 16 = 256, as the segment default
 
@@ -46,11 +44,8 @@ class SampleBenchSize:
     compile: bool = False  # sample.py compile=true: compiled with frozen weights; an untimed decode compiles
 
     def __post_init__(self):
-        if self.latent not in LATENTS:
-            raise UserError(f"benchmark setting latent={self.latent!r} must be one of {', '.join(LATENTS)}")
+        check_latent_settings(self.latent, self.bars, self.vocab_size)
         per_bar = self.latent == "bar"
-        if per_bar and self.bars < 1:
-            raise UserError(f"benchmark setting bars={self.bars} must be at least 1")
         if self.length == 0:
             self.length = self.bars * BAR_TOKENS if per_bar else SEGMENT_LENGTH
         if self.length < 1:
@@ -59,10 +54,6 @@ class SampleBenchSize:
             raise UserError(
                 f"benchmark setting bars={self.bars} must be at most length={self.length} "
                 "(every bar holds at least its Bar token)"
-            )
-        if per_bar and self.vocab_size <= BAR_ID + 1:
-            raise UserError(
-                f"benchmark setting vocab_size={self.vocab_size} must exceed {BAR_ID + 1} with latent=bar"
             )
 
     def shown(self) -> dict:

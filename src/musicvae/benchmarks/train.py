@@ -20,12 +20,10 @@ from dataclasses import asdict, dataclass
 import torch
 from rich.console import Console
 
-from musicvae.benchmarks import size_from_overrides
-from musicvae.benchmarks.sample import BAR_ID
+from musicvae.benchmarks import BAR_ID, check_latent_settings, size_from_overrides
 from musicvae.data import BOS_ID, EOS_ID
 from musicvae.data.loading import bar_index
 from musicvae.errors import UserError
-from musicvae.models.encoder import LATENTS
 from musicvae.models.vae import MusicVAE, VAEConfig
 from musicvae.training.kl import kl_per_dim, segment_kl
 from musicvae.training.module import VAEModule
@@ -51,20 +49,11 @@ class TrainBenchSize:
     bars: int = 4  # latent=bar: bars per row (data.bars' default; ignored for latent=segment)
 
     def __post_init__(self):
-        if self.latent not in LATENTS:
-            raise UserError(f"benchmark setting latent={self.latent!r} must be one of {', '.join(LATENTS)}")
-        if self.latent != "bar":
-            return
-        if self.bars < 1:
-            raise UserError(f"benchmark setting bars={self.bars} must be at least 1")
-        if self.bars > self.seq_len - 2:
+        check_latent_settings(self.latent, self.bars, self.vocab_size)
+        if self.latent == "bar" and self.bars > self.seq_len - 2:
             raise UserError(
                 f"benchmark setting bars={self.bars} must be at most seq_len - 2 = {self.seq_len - 2} "
                 "(BOS and EOS take two positions; every bar holds at least its Bar token)"
-            )
-        if self.vocab_size <= BAR_ID + 1:
-            raise UserError(
-                f"benchmark setting vocab_size={self.vocab_size} must exceed {BAR_ID + 1} with latent=bar"
             )
 
 

@@ -17,6 +17,18 @@ from typing import Any
 from musicvae.errors import UserError
 
 OVERLONG_MODES = ("truncate", "drop")
+# Where the data comes from and how it is split (not how it is cut): a checkpoint keeps them apart from
+# its data settings, so that scripts given only a checkpoint find its splits again, from a moved folder too.
+DATA_SOURCE_KEYS = ("corpus", "path", "cache_dir", "val_fraction", "test_fraction", "limit_files")
+
+
+def data_source(data_cfg: Any) -> dict:
+    """`DATA_SOURCE_KEYS` of a data config, folders made absolute (scripts may run from elsewhere)."""
+    source = {k: data_cfg.get(k) for k in DATA_SOURCE_KEYS}
+    for key in ("path", "cache_dir"):
+        if source[key]:
+            source[key] = str(Path(source[key]).resolve())
+    return source
 
 
 def to_plain_dict(cfg: Any) -> dict:

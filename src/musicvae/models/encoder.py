@@ -38,8 +38,8 @@ class EncoderBlock(nn.Module):
             x = x + self.attn(h, key_mask=key_mask)
         else:
             x, q = at_positions(x, queries), at_positions(h, queries)  # (B, Q, D)
-            if key_mask.dim() == 3:  # per query: keep the chosen queries' rows
-                key_mask = key_mask.gather(1, queries[..., None].expand(-1, -1, key_mask.shape[-1]))  # (B, Q, T)
+            if key_mask.dim() == 3:  # per query: keep the chosen queries' rows, (B, Q, T)
+                key_mask = at_positions(key_mask, queries)
             x = x + self.attn(q, memory=h, key_mask=key_mask)  # self-attention: keys from the same h
         return x + self.ff(self.ln_ff(x))
 
@@ -93,15 +93,11 @@ class Encoder(nn.Module):
             summary = self.summary + self.embed.position(0, 1, x.device)  # (1, 1, D)
             x = torch.cat([summary.expand(b, -1, -1), x], dim=1)  # (B, 1 + T, D)
             mask = torch.cat([mask.new_ones(b, 1), mask], dim=1)  # (B, 1 + T)
-        else:
-            x = self.embed(tokens)  # (B, T, D)
-        if self.pooling == "summary":
-            pooled = self.ln_out(self._run_blocks(x, mask, mask.new_zeros(x.shape[0], 1, dtype=torch.long)))[:, 0]
-        else:
-            x = self.ln_out(self._run_blocks(x, mask))
-            m = mask.unsqueeze(-1).to(x.dtype)
-            pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, D)
-        return self._posterior(pooled)
+            at_summary = mask.new_zeros(b, 1, dtype=torch.long)  # (B, 1): position 0
+            return self._posterior(self.ln_out(self._run_blocks(x, mask, at_summary))[:, 0])
+        x = self.ln_out(self._run_blocks(self.embed(tokens), mask))  # (B, T, D)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return self._posterior((x * m).sum(1) / m.sum(1).clamp(min=1.0))  # mean over the tokens: (B, D)
 
     def _run_blocks(self, x: torch.Tensor, key_mask: torch.Tensor, pooled_at: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, D) through every block -> (B, T, D); with `pooled_at` (B, Q), the positions pooling reads
@@ -132,15 +128,10 @@ class Encoder(nn.Module):
             pooled = self.ln_out(self._run_blocks(x, attend, opens.to(torch.uint8).argmax(-1)))  # (B, K, D)
             return pooled * opens.any(-1, keepdim=True).to(pooled.dtype)
         x = self.ln_out(self._run_blocks(x, attend))
-        slot = torch.where(body, bars, torch.full_like(bars, k))  # non-bar positions go to a dropped slot k
-        chosen = body.to(x.dtype)
-        pooled = x.new_zeros(b, k + 1, x.shape[-1]).index_put_(
-            (torch.arange(b, device=x.device)[:, None].expand(b, t), slot), x * chosen[..., None], accumulate=True
-        )  # (B, K + 1, D)
-        count = x.new_zeros(b, k + 1).index_put_(
-            (torch.arange(b, device=x.device)[:, None].expand(b, t), slot), chosen, accumulate=True
-        )
-        return pooled[:, :k] / count[:, :k, None].clamp(min=1.0)  # (B, K, D)
+        slots = (torch.arange(b, device=x.device)[:, None].expand(b, t), torch.where(body, bars, k))  # others: slot k
+        pooled = x.new_zeros(b, k + 1, x.shape[-1]).index_put_(slots, x, accumulate=True)  # (B, K + 1, D)
+        count = x.new_zeros(b, k + 1).index_put_(slots, body.to(x.dtype), accumulate=True)
+        return pooled[:, :k] / count[:, :k, None].clamp(min=1.0)  # (B, K, D): slot k (BOS, EOS, PAD) dropped
 
     def _posterior(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pooled (..., D) -> mu, logvar (..., c)."""

@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
-from musicvae.data.attributes import AttributeBins, AttributeReader, latent_classes, latent_values
+from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
 from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
+from musicvae.inference import segment_classes
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
 from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
@@ -240,14 +241,12 @@ class VAEModule(pl.LightningModule):
     def batch_attributes(self, tokens: torch.Tensor, mask: torch.Tensor, k: int | None = None) -> torch.Tensor | None:
         """Classes of the model's attributes for each latent of a batch: (B, K, A) per bar (K: `k` or the
         batch's most bars), (B, A) per segment; None for a model without attributes."""
-        names = self.model.cfg.attributes
-        if not names:
+        if not self.model.cfg.attributes:
             return None
         if self.attribute_bins is None:
             raise UserError("model.attributes needs class edges fitted on the training split: train through train()")
         rows = [row[1 : int(n) - 1] for row, n in zip(tokens.cpu().numpy(), mask.sum(1).tolist(), strict=True)]
-        classes = latent_classes(self._reader(), self.attribute_bins, rows, names, self.model.per_bar, k)
-        return torch.from_numpy(classes).to(tokens.device)
+        return segment_classes(self.model, self._reader(), self.attribute_bins, rows, k)
 
     def _reader(self) -> AttributeReader:
         if self._attribute_reader is None:

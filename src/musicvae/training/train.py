@@ -15,6 +15,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicvae.checkpoint import check_resumable, read_checkpoint
 from musicvae.data import MidiDataModule
+from musicvae.data.config import data_source
 from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
@@ -37,9 +38,6 @@ log = logging.getLogger(__name__)
 
 # Data settings a checkpoint carries, so that sampling cuts and decodes MIDI the way training did.
 DATA_KEYS_IN_CHECKPOINT = ("name", "bars", "hop_bars", "max_tokens", "overlong", "merge_tracks", "keep_drums")
-# Where the data came from, so that scripts given only a checkpoint find its training split (attribute
-# vectors, evaluation); kept apart from `data`, which must match to resume: a moved folder does not matter.
-DATA_SOURCE_KEYS = ("corpus", "path", "cache_dir", "val_fraction", "test_fraction", "limit_files")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -69,15 +67,6 @@ def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
         data_source=data_source(cfg.data),
         au_threshold=float(cfg.eval.au_threshold),
     )
-
-
-def data_source(data_cfg: DictConfig) -> dict:
-    """`DATA_SOURCE_KEYS` of the data config, folders made absolute (scripts may run from elsewhere)."""
-    source = {k: data_cfg.get(k) for k in DATA_SOURCE_KEYS}
-    for key in ("path", "cache_dir"):
-        if source[key]:
-            source[key] = str(Path(source[key]).resolve())
-    return source
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int = 0) -> list[Logger]:
