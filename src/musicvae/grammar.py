@@ -140,10 +140,7 @@ class RemiGrammar:
 
         # Length of a bar in positions, as REMI's _tokens_to_score counts ticks (it ignores positions
         # beyond the vocabulary's, which are for the longest bar anyway).
-        def positions_in(numerator: int, denominator: int) -> int:
-            return bar_timing(tokenizer, numerator, denominator).positions
-
-        self.default_bar_len = positions_in(*TIME_SIGNATURE)
+        self.default_bar_len = bar_timing(tokenizer, *TIME_SIGNATURE).positions
 
         kind_of = {"Position": POSITION, "TimeSig": BAR_READY, "EOS": DONE, "PAD": DONE}
         kind_of["Bar"] = BAR if self.use_time_signatures else BAR_READY
@@ -171,7 +168,7 @@ class RemiGrammar:
                 info[i, 2] = 0 if self.use_time_signatures else self.default_bar_len
                 info[i, 3] = 1
             elif ty == "TimeSig":
-                info[i, 2] = positions_in(*(int(v) for v in value.split("/")))
+                info[i, 2] = bar_timing(tokenizer, *(int(v) for v in value.split("/"))).positions
 
         # Position ids are contiguous in miditok's REMI vocabulary: a slice is cheaper than an index.
         pos_ids = [i for i, ty in enumerate(types) if ty == "Position"]
