@@ -61,6 +61,7 @@ def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -
     model.setdefault("scaled_residual_init", False)
     model.setdefault("latent", "segment")  # one z per segment was all there was
     model.setdefault("attributes", [])
+    model.setdefault("token_dropout", 0.0)
     model.setdefault("attribute_dim", 64)
     model.setdefault("attribute_classes", 8)
     model.setdefault("max_bars", int((data or {}).get("bars", 16)))  # as configs/model says: data.bars

@@ -28,6 +28,10 @@ class VAEConfig:
     ff_mult: int = 4
     dropout: float = 0.1  # residual and embedding dropout
     attn_dropout: float = 0.0  # on the attention weights (0: SDPA's fused kernels; see layers.Attention)
+    # Decoder input token dropout (Bowman et al. 2016, "word dropout"): in training, this share of the
+    # decoder's input tokens (BOS and padding kept) becomes MASK, so the prefix alone predicts less and
+    # the decoder has to read z. Never applied in eval or sampling.
+    token_dropout: float = 0.0
     # GPT-2's init of the projections that write into the residual stream (attention out, FF out):
     # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
     scaled_residual_init: bool = True
@@ -45,7 +49,7 @@ class VAEConfig:
         for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
             if getattr(self, key) < 1:
                 raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
-        for key in ("dropout", "attn_dropout"):
+        for key in ("dropout", "attn_dropout", "token_dropout"):
             if not 0 <= getattr(self, key) < 1:
                 raise UserError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
         if self.d_model % self.heads:
@@ -67,6 +71,10 @@ class VAEConfig:
         """The config of a `model:` settings dict (configs/model), without the run options (`RUN_OPTIONS`)."""
         return cls(**{k: v for k, v in settings.items() if k not in RUN_OPTIONS})
 
+
+# The decoder's stand-in for a dropped input token: miditok's MASK with special_tokens [PAD, BOS, EOS, MASK]
+# (training checks the tokenizer agrees before it uses token_dropout).
+MASK_ID = 3
 
 # `model:` settings that say how to run the model, not what it computes: a checkpoint resumes and
 # loads whatever they are.
@@ -200,8 +208,19 @@ class MusicVAE(nn.Module):
         sample = self.training if sample is None else sample
         z = self.reparameterize(mu, logvar) if sample else mu
         dec_bars = bars[:, :-1] if self.per_bar else None
-        logits = self.decode(tokens[:, :-1], z, bars=dec_bars, attributes=attributes)  # predict tokens[:, 1:]
+        inputs = tokens[:, :-1]  # (B, T-1): predict tokens[:, 1:]
+        if self.training and self.cfg.token_dropout > 0:
+            inputs = drop_tokens(inputs, mask[:, :-1], self.cfg.token_dropout)
+        logits = self.decode(inputs, z, bars=dec_bars, attributes=attributes)
         return VAEOutput(logits, mu, logvar, z, present)
+
+
+def drop_tokens(inputs: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """inputs, mask (B, T) -> inputs with each real token after BOS replaced by MASK_ID with probability p.
+    BOS (position 0) stays: every row keeps its start; padding stays padding."""
+    drop = (torch.rand(inputs.shape, device=inputs.device) < p) & mask.bool()
+    drop[:, 0] = False
+    return inputs.masked_fill(drop, MASK_ID)
 
 
 def latent_mask(bars: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from musicvae.data.config import data_source
 from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+from musicvae.models.vae import MASK_ID
 from musicvae.training.ddp import ddp_processes, launch_rank
 from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
 from musicvae.training.module import VAEModule
@@ -58,6 +59,11 @@ def run_dir_of(cfg: DictConfig) -> Path:
 def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("layers", None)  # expanded into encoder_layers / decoder_layers by the config
+    if model.get("token_dropout") and dm.tokenizer.vocab.get("MASK_None") != MASK_ID:
+        raise UserError(
+            f"model.token_dropout={model['token_dropout']} replaces decoder inputs with MASK (id {MASK_ID}); "
+            "this tokenizer has none there: set tokenizer.special_tokens=[PAD,BOS,EOS,MASK] or model.token_dropout=0"
+        )
     return VAEModule(
         model=dict(model, vocab_size=dm.vocab_size, max_len=dm.max_len),
         kl=OmegaConf.to_container(cfg.kl, resolve=True),
