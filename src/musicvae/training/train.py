@@ -128,9 +128,11 @@ def check_validation_limits(cfg: DictConfig) -> None:
 
 
 def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
-    """The first n segments of the test split (of val if test is empty), as token lists."""
+    """n segments of the test split (of val if test is empty) spread evenly over it (every k-th: across its
+    pieces, not the first piece's neighbouring windows), as token lists; the same for every run."""
     split = dm.datasets["test"] if len(dm.datasets["test"]) else dm.datasets["val"]
-    return [split[i].tolist() for i in range(min(n, len(split)))]
+    step = max(1, len(split) // n) if n else 1
+    return [split[i].tolist() for i in range(0, len(split), step)][:n]
 
 
 def prepare_run_dir(run_dir: Path, cfg: DictConfig, ckpt_path: Path | None, resume_step: int) -> None:
