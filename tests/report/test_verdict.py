@@ -31,12 +31,13 @@ def bracket(line: str) -> tuple[float, float]:
 
 
 def write_modes(sweep, values: dict[str, dict[str, list[float]]], **settings) -> None:
-    """One run per mode and seed; values[mode][metric] lists the final value of each seed."""
+    """One run per mode and seed; values[mode][metric] lists the final value of each seed, logged at the
+    last two validations (a flat end: the run has converged)."""
     for mode, metrics in values.items():
         n = len(next(iter(metrics.values())))
         for seed in range(n):
             val = sweep.control() if mode == "none" else sweep.healthy()
-            val.update({k: float(v[seed]) for k, v in metrics.items()})  # final values only
+            val.update({k: [float(v[seed])] * 2 for k, v in metrics.items()})
             sweep.run(mode, seed, val, **settings)
 
 
@@ -185,3 +186,133 @@ def test_the_control_line_also_separates_by_mi_and_kl(sweep):
     assert bullet(verdict, "- paired KL (nats/segment) against the control:").startswith(
         "- paired KL (nats/segment) against the control: separated from it: in_attention"
     )
+
+
+# ----- convergence, z against none, the MI ceiling ------------------------------------------------------------
+
+
+def falling(final: float) -> list[float]:
+    """A val/distortion curve still falling over its last quarter (steps 30 -> 40: by 3.0% of its value)."""
+    return [final * 1.2, final * 1.1, final / 0.97, final]
+
+
+def read_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("still_improving", [0, 2])
+def test_distortion_and_rate_are_ranked_only_between_converged_groups(sweep, still_improving):
+    # in_attention: distortion 5-6 nats/segment lower and KL 2 higher than cross_attention on every seed
+    for seed in range(3):
+        sweep.run("in_attention", seed, sweep.healthy(distortion=60.0 + seed, kl=10.0 + seed))
+        val = sweep.healthy(distortion=65.0 + 1.5 * seed, kl=8.0 + seed, zgap=0.01)
+        if seed < still_improving:
+            val["val/distortion"] = falling(65.0 + 1.5 * seed)
+        sweep.run("cross_attention", seed, val)
+
+    report = write_report(sweep.path)
+    verdict = read_verdict(report)
+
+    distortion = bullet(verdict, "- **distortion**, cross_attention vs in_attention:")
+    kl = bullet(verdict, "- **KL**, cross_attention vs in_attention:")
+    rows = {r["group"]: r for r in read_rows(report / "summary.csv")}
+    assert rows["in_attention"]["converged_n"] == "3" and rows["in_attention"]["convergence"] == ""
+    md = (report / "summary.md").read_text()
+    assert "| in_attention | 3 | converged 3/3 |" in md
+    assert md.count("Convergence rule, per run") == 1
+    if still_improving:
+        note = "2 of 3 runs still improving at step 40 (val/distortion fell 3.0% over the last quarter)"
+        for line in (distortion, kl):
+            assert f"`cross_attention`: not ranked, {note}" in line and "better" not in line
+            assert "`in_attention`" not in line  # it converged
+        assert (rows["cross_attention"]["converged_n"], rows["cross_attention"]["convergence"]) == ("1", note)
+        assert "| cross_attention | 3 | converged 1/3 |" in md
+    else:
+        assert "**in_attention** better (lower distortion)" in distortion and "n=3" in distortion
+        assert "**in_attention** better (more KL kept)" in kl
+        assert "not ranked" not in bullets(verdict)
+        assert rows["cross_attention"]["converged_n"] == "3"
+    # z-gap does not depend on convergence: ranked either way
+    assert "**in_attention** better" in bullet(verdict, "- **z-gap**, cross_attention vs in_attention:")
+
+
+@pytest.mark.parametrize("sign", [1, -1])  # 1: z lowers distortion by 4, 5, 6 nats/segment; -1: raises it
+def test_every_group_with_z_is_paired_against_none_with_the_right_sign(sweep, sign):
+    for seed, gap in enumerate((4.0, 5.0, 6.0)):
+        sweep.run("none", seed, sweep.control(distortion=70.0 + seed),
+                  fidelity={"chroma_sim": 0.3, "groove_sim": 0.5})  # fmt: skip
+        sweep.run("in_attention", seed, sweep.healthy(distortion=70.0 + seed - sign * gap),
+                  fidelity={"chroma_sim": 0.3 + 0.1 * (seed + 1), "groove_sim": 0.5})  # fmt: skip
+
+    report = write_report(sweep.path)
+
+    comps = read_rows(report / "comparisons.csv")
+    (row,) = [c for c in comps if c["group"] == "in_attention" and c["baseline"] == "none"]
+    assert (row["reference"], row["difference"]) == ("none", "in_attention - none")
+    half = T_975_2 * 1.0 / math.sqrt(3)  # paired differences -sign·(4, 5, 6): std 1
+    assert float(row["val/distortion_diff_mean"]) == pytest.approx(-5.0 * sign, rel=1e-12)
+    assert float(row["val/distortion_diff_lo"]) == pytest.approx(-5.0 * sign - half, rel=1e-6)
+    assert float(row["val/distortion_diff_hi"]) == pytest.approx(-5.0 * sign + half, rel=1e-6)
+    assert row["val/distortion_diff_n"] == "3"
+    assert float(row["val/recon_acc_diff_mean"]) == pytest.approx(0.65 - 0.42, rel=1e-9)
+    assert float(row["chroma_sim_diff_mean"]) == pytest.approx(0.2, rel=1e-9)  # +0.1, +0.2, +0.3
+    assert float(row["groove_sim_diff_mean"]) == 0.0
+    # the mirrored row, none against in_attention, carries the opposite sign
+    (mirror,) = [c for c in comps if c["group"] == "none" and c["baseline"] == "in_attention"]
+    assert mirror["difference"] == "none - in_attention"
+    assert float(mirror["val/distortion_diff_mean"]) == pytest.approx(5.0 * sign, rel=1e-12)
+
+    verdict = read_verdict(report)
+    line = bullet(verdict, "- **does z pay for itself**, in_attention vs none:")
+    lo, hi = bracket(line)  # the first interval of the line: distortion
+    assert lo == pytest.approx(-5.0 * sign - half, rel=2e-3)
+    assert hi == pytest.approx(-5.0 * sign + half, rel=2e-3)
+    assert "chroma sim in_attention − none +0.2 [" in line and "groove sim" in line
+    if sign == 1:
+        assert "**yes**" in line and "excludes 0 in z's favour" in line
+    else:
+        assert "**no**" in line and "higher distortion with z" in line
+    md = (report / "summary.md").read_text()
+    assert "### Does z pay for itself? (against none)" in md
+    assert f"| in_attention | none | {'yes' if sign == 1 else 'no'} (" in md
+
+
+def test_whether_z_pays_is_not_judged_before_the_runs_converge(sweep):
+    for seed in range(3):
+        control = sweep.control(distortion=70.0)
+        if seed == 0:
+            control["val/distortion"] = falling(70.0)  # the control is still improving
+        sweep.run("none", seed, control)
+        sweep.run("in_attention", seed, sweep.healthy(distortion=60.0 + seed))
+    verdict = read_verdict(write_report(sweep.path))
+    line = bullet(verdict, "- **does z pay for itself**, in_attention vs none:")
+    assert line.startswith(
+        "- **does z pay for itself**, in_attention vs none: not judged: not converged — `none`: 1 of 3 runs "
+        "still improving at step 40"
+    )
+    assert "**yes**" not in line and "distortion in_attention − none -9 [" in line  # -10, -9, -8
+
+
+def test_mi_at_the_estimators_ceiling_is_flagged_and_not_ranked(sweep):
+    ceiling = math.log(512)  # data.val_segments = 512 in the fixture's config, one z per segment
+    write_modes(sweep, {
+        "in_attention": {"val/mi": [6.1, 6.0, 6.2]},  # within 5% of 6.24: the estimator's limit
+        "cross_attention": {"val/mi": [2.0, 2.2, 2.1]},
+    })  # fmt: skip
+    report = write_report(sweep.path)
+    rows = {r["group"]: r for r in read_rows(report / "summary.csv")}
+    assert float(rows["in_attention"]["val/mi_ceiling"]) == pytest.approx(ceiling, rel=1e-12)
+    assert rows["in_attention"]["val/mi_at_ceiling_n"] == "3"
+    assert rows["cross_attention"]["val/mi_at_ceiling_n"] == "0"
+    md = (report / "summary.md").read_text()
+    (flagged,) = [x for x in md.splitlines() if x.startswith("| in_attention | 3 | converged")]
+    (clear,) = [x for x in md.splitlines() if x.startswith("| cross_attention | 3 | converged")]
+    assert "6.24 **at the estimator's ceiling: MI not comparable** (3/3 runs)" in flagged
+    assert "| 6.24 |" in clear and "ceiling" not in clear
+    verdict = read_verdict(report)
+    mi = bullet(verdict, "- **MI**, cross_attention vs in_attention:")
+    assert "`in_attention`: not ranked, 3 of 3 runs at the estimator's ceiling: MI not comparable" in mi
+    assert "better" not in mi
+    collapse = bullet(verdict, "- **in_attention**:")
+    assert "MI 6.1 [" in collapse and "MI not comparable" in collapse

@@ -7,15 +7,16 @@ and optionally `fidelity.json` and `samples/`), groups the runs by every setting
 seed, and writes `SWEEP_DIR/report/`:
 
     summary.md          the verdict, the tables (mean [95% interval] over seeds), the figures, the samples
-    summary.csv         one row per group: its settings, n, and mean/std/n/lo/hi of each metric
+    summary.csv         one row per group: its settings, n, converged_n, and mean/std/n/lo/hi of each metric
     comparisons.csv     paired differences (seed by seed) against the in_attention and none counterparts
+                        (`baseline`: which; `difference`: `<mode> - <baseline>`, the sign of every diff)
     rate_distortion.png final rate against final distortion, one line per mode through its β values
     beta.png            final z-gap and AU against β
     kl_curves.png, zgap.png, recon.png   curves against step, one line per group (mean, min–max band)
     samples/<group>/    the prior samples and reconstructions of the group's first seed's run
 
-Modules: runs (reading), groups (grouping), stats (intervals), summary (the rows), verdict, plots,
-markdown (the files).
+Modules: runs (reading), groups (grouping), stats (intervals), checks (convergence of a run, the MI
+estimator's ceiling), summary (the rows), verdict, plots, markdown (the files).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from musicvae.report.checks import CONVERGENCE_TOL, convergence, mi_ceiling
 from musicvae.report.groups import Group, counterparts, group_runs
 from musicvae.report.markdown import copy_samples, read_csv, summary_markdown, write_csv
 from musicvae.report.plots import plot_beta, plot_kl, plot_rate_distortion, plot_val_metric
@@ -32,9 +34,9 @@ from musicvae.report.summary import METRICS, beta_series, comparisons, curves, s
 from musicvae.report.verdict import KL_COLLAPSE_NATS, ZGAP_COLLAPSE_NATS, read_verdict, verdict_text
 
 __all__ = [
-    "KL_COLLAPSE_NATS", "METRICS", "ZGAP_COLLAPSE_NATS", "Group", "Run", "comparisons", "counterparts",
-    "final_and_best", "find_runs", "group_runs", "paired_difference", "read_csv", "read_metrics",
-    "read_verdict", "summarize", "t_interval", "verdict_text", "write_report",
+    "CONVERGENCE_TOL", "KL_COLLAPSE_NATS", "METRICS", "ZGAP_COLLAPSE_NATS", "Group", "Run", "comparisons",
+    "convergence", "counterparts", "final_and_best", "find_runs", "group_runs", "mi_ceiling", "paired_difference",
+    "read_csv", "read_metrics", "read_verdict", "summarize", "t_interval", "verdict_text", "write_report",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)

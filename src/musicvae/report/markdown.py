@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from musicvae.report.checks import AT_CEILING, CONVERGENCE_RULE, MI_CEILING_RULE
 from musicvae.report.groups import Group, path_safe
 from musicvae.report.runs import FIDELITY
 from musicvae.report.stats import excludes_zero
-from musicvae.report.summary import COMPARED, METRICS
-from musicvae.report.verdict import COLLAPSE_RULE, NAMES, fmt_interval, interval
+from musicvae.report.summary import COMPARED, COMPARED_FIDELITY, METRICS
+from musicvae.report.verdict import COLLAPSE_RULE, NAMES, fmt_interval, interval, pays_call
 
 # val/rate is val/kl under its rate–distortion name: in summary.csv and the figure, not twice in the tables.
 TABLE_METRICS = [(key, f"{key} ({unit})" if unit else key) for key, _, unit in METRICS if key != "val/rate"]
+Column = tuple[str | Callable[[dict], str], str]  # (the interval's name in the row, or a cell maker; header)
 
 
 def _cell(value: object) -> object:
@@ -65,31 +67,75 @@ def copy_samples(groups: Sequence[Group], report_dir: Path) -> dict[str, tuple[s
     return copied
 
 
-def _table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
-    """One row per group: n, then a 'mean [lo, hi]' cell per (stat name, header)."""
+def _table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
+    """One row per group: n, then per (stat name, header) a 'mean [lo, hi]' cell, or the cell a callable
+    makes of the row."""
     head = "| group | n | " + " | ".join(h for _, h in columns) + " |"
     rule = "|" + "---|" * (len(columns) + 2)
     body = [
         f"| {r['group']} | {r['n_seeds']} | "
-        + " | ".join(fmt_interval(interval(r, n)) for n, _ in columns)
+        + " | ".join(n(r) if callable(n) else fmt_interval(interval(r, n)) for n, _ in columns)
         + " |"
         for r in rows
     ]
     return "\n".join([head, rule, *body])
 
 
+def _converged(row: dict) -> str:
+    """'converged 3/3' (runs converged by the convergence rule, of the group's runs)."""
+    return f"converged {row.get('converged_n', 0)}/{row['n_seeds']}"
+
+
+def _mi_ceiling(row: dict) -> str:
+    """The MI ceiling in nats, flagged where a run's final MI is within 5% of it; '–' when unknown."""
+    ceiling = row.get("val/mi_ceiling", math.nan)
+    if not math.isfinite(ceiling):
+        return "–"
+    n = row.get("val/mi_at_ceiling_n", 0)
+    flag = f" **{AT_CEILING}** ({n}/{row['n_seeds']} runs)" if n else ""
+    return f"{ceiling:.3g}{flag}"
+
+
+def _final_columns() -> list[Column]:
+    """The final table's columns: converged k/n first, the MI ceiling right after MI."""
+    columns: list[Column] = [(_converged, "convergence")]
+    for key, header in TABLE_METRICS:
+        columns.append((f"{key}_final", header))
+        if key == "val/mi":
+            columns.append((_mi_ceiling, "MI ceiling (nats)"))
+    return columns
+
+
+def _pays_table(comps: Sequence[dict], rows: Sequence[dict]) -> str:
+    """Per real group against its none counterpart: the call, and the paired distortion, recon-accuracy,
+    chroma and groove differences (group − none)."""
+    keys = ["val/distortion", "val/recon_acc"]
+    keys += [k for k in COMPARED_FIDELITY if any(f"{k}_diff_n" in c for c in comps)]
+    by_label = {r["group"]: r for r in rows}
+    head = "| group | vs | does z pay? | " + " | ".join(f"Δ {NAMES[k]}" for k in keys) + " |"
+    rule = "|" + "---|" * (len(keys) + 3)
+    body = []
+    for c in comps:
+        call, why = pays_call(c, by_label)
+        cells = [fmt_interval(interval(c, f"{k}_diff"), signed=True) for k in keys]
+        text = f"{call} ({why})" if why else call
+        body.append(f"| {c['group']} | {c['reference']} | {text} | " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *body])
+
+
 def _comparison_table(comps: Sequence[dict]) -> str:
     """One row per paired comparison; bold where the interval excludes 0."""
-    head = "| group | vs | n | " + " | ".join(f"Δ {NAMES.get(k, k)}" for k in COMPARED) + " |"
-    rule = "|" + "---|" * (len(COMPARED) + 3)
+    keys = [*COMPARED, *(k for k in COMPARED_FIDELITY if any(f"{k}_diff_n" in c for c in comps))]
+    head = "| group | vs | n | " + " | ".join(f"Δ {NAMES.get(k, k)}" for k in keys) + " |"
+    rule = "|" + "---|" * (len(keys) + 3)
     body = []
     for c in comps:
         cells = []
-        for key in COMPARED:
+        for key in keys:
             iv = interval(c, f"{key}_diff")
             text = fmt_interval(iv, signed=True)
             cells.append(f"**{text}**" if excludes_zero(iv) else text)
-        n = max(interval(c, f"{k}_diff").n for k in COMPARED)
+        n = max(interval(c, f"{k}_diff").n for k in keys)
         body.append(f"| {c['group']} | {c['reference']} | {n} | " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *body])
 
@@ -139,15 +185,28 @@ def summary_markdown(
         "## Verdict",
         verdict,
         COLLAPSE_RULE,
+        CONVERGENCE_RULE,
+        MI_CEILING_RULE,
         "## Summary",
         "Mean over seeds with its 95% Student-t interval, `mean [lo, hi]` (only the mean for one seed); n is "
         "the group's seed count, and summary.csv has the n, std and bounds behind every cell. *Final* is the "
-        "last validation; *best* the max over validations (the min for val/recon, val/ppl, val/distortion).",
+        "last validation; *best* the max over validations (the min for val/recon, val/ppl, val/distortion). "
+        "*converged k/n*: runs converged by the convergence rule above (summary.csv: converged_n, and "
+        "convergence says why the others are not).",
         "### Final (last validation)",
-        _table(rows, [(f"{k}_final", h) for k, h in TABLE_METRICS]),
+        _table(rows, _final_columns()),
         "### Best over training",
         _table(rows, [(f"{k}_best", h) for k, h in TABLE_METRICS]),
     ]
+    pays = [c for c in comps if c["reference_mode"] == "none" and c["mode"] != "none"]
+    if pays:
+        sections += [
+            "### Does z pay for itself? (against none)",
+            "Each group with z minus its `none` counterpart (same settings, decoder without z), final values "
+            "paired seed by seed: mean [95% interval]. z pays when the distortion difference lies below 0; "
+            "judged only where every run of both groups has converged.",
+            _pays_table(pays, rows),
+        ]
     shown = [c for c in comps if c["mode"] != "none"]  # none - in_attention mirrors in_attention - none
     if shown:
         sections += [

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from musicvae.report.checks import CONVERGENCE_KEY, at_ceiling, convergence, convergence_note, mi_ceiling
 from musicvae.report.groups import BETA_KEY, Group, counterparts, format_value
-from musicvae.report.runs import FIDELITY, metric_series
+from musicvae.report.runs import FIDELITY, Run, metric_series
 from musicvae.report.stats import (
     Band,
     Interval,
@@ -35,8 +36,10 @@ METRICS = (
 )
 HIGHER_IS_BETTER = {key: higher for key, higher, _ in METRICS}
 UNITS = {key: unit for key, _, unit in METRICS}
-# Paired against the in_attention and none counterparts, seed by seed (comparisons.csv).
-COMPARED = ("val/zgap", "val/mi", "val/kl", "val/au", "val/distortion", "val/recon")
+# Paired against the in_attention and none counterparts, seed by seed (comparisons.csv): final values, and
+# the fidelity.json similarities when any run has one.
+COMPARED = ("val/zgap", "val/mi", "val/kl", "val/au", "val/distortion", "val/recon", "val/recon_acc")
+COMPARED_FIDELITY = ("chroma_sim", "groove_sim")
 # Always in summary.csv, varying or not: the verdict and the figures read them.
 STANDARD_SETTINGS = ("kl.schedule", BETA_KEY, "kl.free_bits", "model.latent_dim")
 STAT_FIELDS = Interval._fields  # mean, std, n, lo, hi
@@ -48,6 +51,16 @@ def finals(group: Group, key: str) -> dict[int | None, float]:
     """{seed: final value of `key`} over the group's runs (NaN where a run never logged it)."""
     higher = HIGHER_IS_BETTER.get(key, True)
     return {r.seed: final_and_best(metric_series(r, key), higher)[0] for r in group.runs}
+
+
+def fidelities(group: Group, key: str) -> dict[int | None, float]:
+    """{seed: the fidelity.json value of `key`} over the group's runs (NaN where a run has none)."""
+    return {r.seed: (r.fidelity or {}).get(key, math.nan) for r in group.runs}
+
+
+def _mi_at_ceiling(run: Run) -> bool:
+    """Whether a run's final val/mi is within 5% of its estimator's ceiling (`checks.at_ceiling`)."""
+    return at_ceiling(final_and_best(metric_series(run, "val/mi"), True)[0], mi_ceiling(run.config))
 
 
 def _put(row: dict, name: str, iv: Interval) -> None:
@@ -63,9 +76,12 @@ def _setting(value: object) -> object:
 
 def summarize(groups: Sequence[Group]) -> list[dict]:
     """One row per group: group (its label), mode, context (its settings outside model.conditioning.*),
-    each varying setting and STANDARD_SETTINGS as columns, n_seeds, seeds, and for each of METRICS
-    `<metric>_{final,best}_{mean,std,n,lo,hi}`; `<fidelity>_{mean,std,n,lo,hi}` when any run has a
-    fidelity.json. Intervals are 95% Student-t over the group's seeds."""
+    each varying setting and STANDARD_SETTINGS as columns, n_seeds, converged_n (its runs converged by
+    `checks.convergence`), seeds, convergence (why not all converged; empty when they all did), for each of
+    METRICS `<metric>_{final,best}_{mean,std,n,lo,hi}`, val/mi_ceiling (nats, `checks.mi_ceiling` of the
+    group's config) and val/mi_at_ceiling_n (runs whose final MI is within 5% of it), and
+    `<fidelity>_{mean,std,n,lo,hi}` when any run has a fidelity.json. Intervals are 95% Student-t over the
+    group's seeds."""
     with_fidelity = any(r.fidelity for g in groups for r in g.runs)
     rows = []
     for g in groups:
@@ -74,11 +90,16 @@ def summarize(groups: Sequence[Group]) -> list[dict]:
         standard = {BETA_KEY: g.beta, "kl.free_bits": g.free_bits, "kl.schedule": g.schedule,
                     "model.latent_dim": g.latent_dim}  # fmt: skip
         row.update({k: v for k, v in standard.items() if k not in row})
-        row.update({"n_seeds": len(g.runs), "seeds": " ".join(str(s) for s in g.seeds)})
+        converged = [convergence(metric_series(r, CONVERGENCE_KEY)) for r in g.runs]
+        row.update({"n_seeds": len(g.runs), "converged_n": sum(c.converged for c in converged),
+                    "seeds": " ".join(str(s) for s in g.seeds),
+                    "convergence": convergence_note(converged)})  # fmt: skip
         for key, higher, _ in METRICS:
             values = [final_and_best(metric_series(r, key), higher) for r in g.runs]
             _put(row, f"{key}_final", t_interval(v[0] for v in values))
             _put(row, f"{key}_best", t_interval(v[1] for v in values))
+        row["val/mi_ceiling"] = mi_ceiling(g.config)
+        row["val/mi_at_ceiling_n"] = sum(_mi_at_ceiling(r) for r in g.runs)
         if with_fidelity:
             for key, _ in FIDELITY:
                 _put(row, key, t_interval((r.fidelity or {}).get(key, math.nan) for r in g.runs))
@@ -87,21 +108,28 @@ def summarize(groups: Sequence[Group]) -> list[dict]:
 
 
 def comparisons(groups: Sequence[Group]) -> list[dict]:
-    """Paired differences (group - reference) of the final values in COMPARED, seed by seed: every
+    """Paired differences (group - reference) seed by seed, with their 95% Student-t intervals: every
     group against its in_attention counterpart (when it is not in_attention itself), and every group of a
-    real mode against its `none` counterpart. Columns: group, reference, mode, reference_mode, context,
-    kl.free_bits, model.latent_dim, `<metric>_diff_{mean,std,n,lo,hi}`."""
+    real mode against its `none` counterpart (does z pay for itself?). Columns: group, reference, baseline
+    (the reference's mode: in_attention or none), difference (`<mode> - <baseline>`, the sign of every
+    diff), mode, reference_mode, context, kl.free_bits, model.latent_dim, `<metric>_diff_{mean,std,n,lo,hi}`
+    of the final values in COMPARED, and `<key>_diff_...` of COMPARED_FIDELITY when any run has a
+    fidelity.json."""
+    with_fidelity = any(r.fidelity for g in groups for r in g.runs)
+    paired = [(key, finals) for key in COMPARED]
+    paired += [(key, fidelities) for key in COMPARED_FIDELITY if with_fidelity]
     out = []
     for reference in REFERENCES:
         for g in groups:
             if g.mode == reference:
                 continue
             for ref in counterparts(g, list(groups), reference):
-                row = {"group": g.label, "reference": ref.label, "mode": g.mode, "reference_mode": ref.mode,
+                row = {"group": g.label, "reference": ref.label, "baseline": reference,
+                       "difference": f"{g.mode} - {reference}", "mode": g.mode, "reference_mode": ref.mode,
                        "context": g.context_label, "kl.free_bits": g.free_bits,
                        "model.latent_dim": g.latent_dim}  # fmt: skip
-                for key in COMPARED:
-                    _put(row, f"{key}_diff", paired_difference(finals(g, key), finals(ref, key)))
+                for key, values in paired:
+                    _put(row, f"{key}_diff", paired_difference(values(g, key), values(ref, key)))
                 out.append(row)
     return out
 

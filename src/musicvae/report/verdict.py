@@ -6,8 +6,12 @@ Per setting context (the group settings outside model.conditioning.*, e.g. `kl.b
     threshold, *uses z* when it lies entirely above and the paired z-gap difference against the `none`
     control excludes 0, else *not resolved with n seeds*; with one seed there is no interval to judge.
   - the `none` control: its z-gap (0 by construction) and which modes are separated from it.
+  - does z pay for itself: each real mode's paired distortion difference against `none` (and its chroma and
+    groove similarity differences), judged only where every run of both groups has converged.
   - each mode against in_attention, metric by metric: a winner only where the paired interval excludes 0.
 With free bits on, KL and AU are floored by the free bits, so they neither decide collapse nor name a winner.
+Distortion and rate (KL) are ranked only between groups whose runs have all converged (`checks.convergence`),
+and MI only where neither group's final MI is at its estimator's ceiling (`checks.mi_ceiling`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from musicvae.report.checks import AT_CEILING, MI_CEILING_MARGIN
 from musicvae.report.stats import Interval, excludes_zero
-from musicvae.report.summary import STAT_FIELDS, UNITS
+from musicvae.report.summary import COMPARED_FIDELITY, STAT_FIELDS, UNITS
 
 # Where "collapsed" starts is a convention, not a law: these are deliberately low, so that a mode that
 # keeps a little information in z, and uses it, is not called collapsed (measured here: short CPU runs
@@ -34,11 +39,14 @@ COLLAPSE_RULE = (
     "between modes are paired by seed; a mode is named better only where that interval excludes 0."
 )
 NAMES = {"val/zgap": "z-gap", "val/mi": "MI", "val/distortion": "distortion", "val/kl": "KL", "val/au": "AU",
-         "val/recon": "recon"}  # fmt: skip
+         "val/recon": "recon", "val/recon_acc": "recon acc", "chroma_sim": "chroma sim",
+         "groove_sim": "groove sim"}  # fmt: skip
 BETTER_MEANS = {"val/zgap": "its decoder uses z more", "val/mi": "z carries more information about x",
                 "val/distortion": "lower distortion", "val/kl": "more KL kept", "val/au": "more active units",
                 "val/recon": "lower reconstruction NLL"}  # fmt: skip
 SINGLE_SEED = "One seed per setting: no intervals, so nothing below is resolved; rerun with seed=0,1,2"
+# Distortion and rate (= KL) are ranked only between converged groups: no ranking of a moving target.
+RANKED_IF_CONVERGED = ("val/distortion", "val/kl")
 
 
 def _num(x: float) -> str:
@@ -77,14 +85,35 @@ def _short(label: str, context: str) -> str:
     return " ".join(part for part in label.split() if part not in shared)
 
 
+def unconverged(named: Sequence[tuple[str, dict | None]], verb: str = "not ranked, ") -> str:
+    """Why the named groups are not ranked: '`<name>`: not ranked, <its convergence note>' for each group
+    (name, summary row) whose runs have not all converged; '' when they all have (or a row is unknown)."""
+    return "; ".join(
+        f"`{name}`: {verb}{row['convergence']}" for name, row in named if row and row.get("convergence")
+    )
+
+
+def at_mi_ceiling(named: Sequence[tuple[str, dict | None]]) -> str:
+    """'`<name>`: not ranked, k of n runs <AT_CEILING> (final MI within 5% of <ceiling> nats)' for each
+    named group with a run at its MI ceiling; '' when none is."""
+    return "; ".join(
+        f"`{name}`: not ranked, {row['val/mi_at_ceiling_n']} of {row['n_seeds']} runs {AT_CEILING} (final MI "
+        f"within {MI_CEILING_MARGIN:.0%} of {_num(row['val/mi_ceiling'])} nats)"
+        for name, row in named
+        if row and row.get("val/mi_at_ceiling_n", 0) > 0
+    )
+
+
 def _evidence(row: dict, free_bits: bool) -> str:
-    """The numbers a collapse call rests on: z-gap, MI, and KL unless free bits floor it."""
+    """The numbers a collapse call rests on: z-gap, MI (flagged at its ceiling), and KL unless free bits
+    floor it."""
     keys = ("val/zgap", "val/mi") + (() if free_bits else ("val/kl",))
     parts = []
     for key in keys:
         iv = interval(row, f"{key}_final")
         if iv.n:
-            parts.append(f"{NAMES[key]} {fmt_interval(iv)} {UNITS[key]}")
+            flag = f" ({AT_CEILING})" if key == "val/mi" and row.get("val/mi_at_ceiling_n", 0) > 0 else ""
+            parts.append(f"{NAMES[key]} {fmt_interval(iv)} {UNITS[key]}{flag}")
     return "final " + ", ".join(parts) + f" (n={interval(row, 'val/zgap_final').n or row['n_seeds']})"
 
 
@@ -163,9 +192,50 @@ def _none_lines(row: dict, vs_none: Sequence[dict], context: str, free_bits: boo
     return lines
 
 
-def _comparison_lines(comp: dict, free_bits: bool, context: str) -> list[str]:
-    """Metric by metric, a mode against in_attention: the better one only where the interval excludes 0."""
+def _difference(comp: dict, key: str, a: str, b: str) -> str:
+    """'<name> a − b +d [lo, hi] <unit> (n=k)' of one paired difference."""
+    diff = interval(comp, f"{key}_diff")
+    numbers = f"{NAMES[key]} {a} − {b} {fmt_interval(diff, signed=True)} {UNITS.get(key, '')}".rstrip()
+    return f"{numbers} (n={diff.n})"
+
+
+def pays_call(comp: dict, rows: dict[str, dict], context: str = "") -> tuple[str, str]:
+    """(call, why): does z pay for itself, from the paired val/distortion difference of a group against its
+    `none` counterpart (rows: summary rows by group label). call: 'yes' (the interval lies below 0: lower
+    distortion with z), 'no' (above 0), 'not resolved with n seeds', 'n=1, no interval: not judged',
+    'not judged: not converged' (a run of either group still improving), or 'not judged'."""
     a, b = _short(comp["group"], context), _short(comp["reference"], context)
+    diff = interval(comp, "val/distortion_diff")
+    if diff.n == 0:
+        return "not judged", "val/distortion not logged"
+    moving = unconverged([(a, rows.get(comp["group"])), (b, rows.get(comp["reference"]))], verb="")
+    if moving:
+        return "not judged: not converged", moving
+    if diff.n < 2:
+        return "n=1, no interval: not judged", ""
+    if diff.hi < 0:
+        return "yes", "the interval excludes 0 in z's favour (lower distortion with z)"
+    if diff.lo > 0:
+        return "no", "the interval excludes 0 against z (higher distortion with z)"
+    return f"not resolved with {_seeds(diff.n)}", "the interval includes 0"
+
+
+def _pays_line(comp: dict, rows: dict[str, dict], context: str) -> str:
+    """Does z pay for itself: the call, the distortion difference against none, then chroma and groove."""
+    a, b = _short(comp["group"], context), _short(comp["reference"], context)
+    call, why = pays_call(comp, rows, context)
+    call = f"**{call}**" if call in ("yes", "no") else call
+    parts = [_difference(comp, "val/distortion", a, b)]
+    parts += [_difference(comp, key, a, b) for key in COMPARED_FIDELITY if interval(comp, f"{key}_diff").n]
+    why = f" — {why}" if why else ""
+    return f"- **does z pay for itself**, {a} vs {b}: {call}{why}; " + ", ".join(parts)
+
+
+def _comparison_lines(comp: dict, free_bits: bool, context: str, rows: dict[str, dict]) -> list[str]:
+    """Metric by metric, a mode against in_attention: the better one only where the interval excludes 0,
+    and for distortion and rate only between converged groups, for MI only below its ceiling."""
+    a, b = _short(comp["group"], context), _short(comp["reference"], context)
+    named = [(a, rows.get(comp["group"])), (b, rows.get(comp["reference"]))]
     keys = ("val/zgap", "val/mi", "val/distortion") + (() if free_bits else ("val/kl", "val/au"))
     if max(interval(comp, f"{key}_diff").n for key in keys) < 2:  # one seed: one line, not one per metric
         gap = interval(comp, "val/zgap_diff")
@@ -180,6 +250,10 @@ def _comparison_lines(comp: dict, free_bits: bool, context: str) -> list[str]:
         numbers = f"{a} − {b} {fmt_interval(diff, signed=True)} {UNITS[key]}".rstrip() + f", n={diff.n}"
         if diff.n < 2:
             lines.append(f"{head} n=1, no interval: not judged ({numbers})")
+        elif key in RANKED_IF_CONVERGED and unconverged(named):
+            lines.append(f"{head} {unconverged(named)}; difference {numbers}")
+        elif key == "val/mi" and at_mi_ceiling(named):
+            lines.append(f"{head} {at_mi_ceiling(named)}; difference {numbers}")
         elif excludes_zero(diff):
             higher = key != "val/distortion"  # lower distortion is better; higher everything else
             better = a if (diff.mean > 0) == higher else b
@@ -201,6 +275,7 @@ def _context_lines(rows: Sequence[dict], comps: Sequence[dict], context: str) ->
             "is judged by z-gap and MI only"
         )
     vs_none = {c["group"]: c for c in comps if c["reference_mode"] == "none"}
+    by_label = {r["group"]: r for r in rows}
     for row in rows:
         if row["mode"] == "none":
             continue
@@ -211,9 +286,11 @@ def _context_lines(rows: Sequence[dict], comps: Sequence[dict], context: str) ->
         if row["mode"] == "none":
             mine = [c for c in comps if c["reference"] == row["group"]]
             lines += _none_lines(row, mine, context, free_bits > 0)
+    pays = [c for c in comps if c["reference_mode"] == "none" and c["mode"] != "none"]
+    lines += [_pays_line(c, by_label, context) for c in pays]
     for comp in comps:
         if comp["reference_mode"] == "in_attention" and comp["mode"] != "none":
-            lines += _comparison_lines(comp, free_bits > 0, context)
+            lines += _comparison_lines(comp, free_bits > 0, context, by_label)
     return lines
 
 
