@@ -58,14 +58,16 @@ def piano_roll_png(pm: pretty_midi.PrettyMIDI, path: Path, title: str = "") -> N
 
 
 def grid_png(pms: list[pretty_midi.PrettyMIDI], path: Path, titles: list[str]) -> None:
+    """Piano rolls stacked in one figure, one per title, on shared time and pitch axes (to compare them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(pms), 1, figsize=(8, 1.8 * len(pms)), squeeze=False)
+    fig, axes = plt.subplots(len(pms), 1, figsize=(8, 1.8 * len(pms)), squeeze=False, sharex=True, sharey=True)
     for ax, pm, title in zip(axes[:, 0], pms, titles, strict=True):
         _draw_roll(ax, pm, title)
+        ax.label_outer()  # the shared time axis is labelled once, at the bottom
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

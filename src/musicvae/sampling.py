@@ -2,9 +2,13 @@
 
 A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed
 (loading, encoding and decoding live in `musicvae.inference`). Files written per result:
-`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); an interpolation also writes
-`interpolate_grid.png`; every run writes `samples.json` (settings, z norms, token counts, bars,
-malformed tokens dropped while decoding).
+`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); every run writes `samples.json` (settings,
+z norms, token counts, bars, malformed tokens dropped while decoding). An interpolation also writes its
+ends, so the path can be judged against what it was encoded from: `input_a.mid` / `input_b.mid`, the
+window of each input that was encoded (the path starts from one's posterior mean and ends at the
+other's), and `recon_a.mid` / `recon_b.mid`, those windows reconstructed from z = mu (a PNG each), all
+listed under "ends" in samples.json; and `interpolate_grid.png`, one figure: input A | recon A | the
+path's steps | recon B | input B.
 
 With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
 latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
@@ -23,6 +27,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -188,24 +193,30 @@ def sample(req: SampleRequest) -> dict:
         z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, rules)
         results = decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)
     else:
-        z = interpolation_z(loaded, req.input, req.input2, req.steps, req.batch_size, rules)
+        ends = interpolation_ends(loaded, req.input, req.input2, req.batch_size, rules)
+        z = interpolation_path(ends.mu, req.steps, ends.segments, rules)
         bars = None if model.per_bar else loaded.window_bars
         results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
+        # The ends' reconstructions draw from the same generator *after* the path, so the path's tokens at a
+        # seed are what they were before the ends were written (and do not depend on them).
+        recons = reconstruct_segments(model, ends.segments, ends.mu, cfg, rules, gen, req.batch_size)
 
     records, pms = [], []
     for i, ids in enumerate(results):
         name = f"{req.mode}_{i:03d}"
-        pm, dropped = write_midi(tok, ids, out / f"{name}.mid")
+        record, pm = write_result(tok, ids, out, name, rules, name if req.piano_roll else None)
+        records.append(record)
         pms.append(pm)
-        if req.piano_roll:
-            piano_roll_png(pm, out / f"{name}.png", title=name)
-        records.append({"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
-                        "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped})  # fmt: skip
-    if req.mode == "interpolate" and req.piano_roll:
-        titles = [f"t = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
-        grid_png(pms, out / "interpolate_grid.png", titles)
     z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
     summary = {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}
+    if req.mode == "interpolate":
+        summary["ends"], end_pms, end_titles = write_interpolation_ends(
+            tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll)  # fmt: skip
+        if req.piano_roll:  # one figure: input A | recon A | the path | recon B | input B
+            path_titles = [f"step {k}: α = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
+            grid_png([*end_pms[:2], *pms, *end_pms[2:]], out / "interpolate_grid.png",
+                     [*end_titles[:2], *path_titles, *end_titles[2:]])  # fmt: skip
+            summary["grid"] = "interpolate_grid.png"
     (out / "samples.json").write_text(json.dumps(summary, indent=2))
     dropped = sum(r["malformed_tokens_dropped"] for r in records)
     log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(records), req.mode, out, dropped)
@@ -283,16 +294,70 @@ def reconstruct_file(
     return z, ids
 
 
-def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
-    """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
-    per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
-    first = [midi_to_windows(p, loaded.tokenizer, loaded.data).segments[0].tolist() for p in (a, b)]
+class InterpolationEnds(NamedTuple):
+    """What an interpolation runs between: the first window of each input, as encoded."""
+
+    segments: list[list[int]]  # the two windows' tokens (no BOS/EOS)
+    start_bars: list[int]  # where each window starts in its piece (0-based bar)
+    mu: torch.Tensor  # their posterior means: (2, c), or (2, K, c) per bar
+
+
+def interpolation_ends(loaded: LoadedCheckpoint, a: str, b: str, batch_size: int, rules: TokenRules) -> InterpolationEnds:
+    """The first window of `a` and of `b` (as the data settings cut them) and their posterior means."""
+    windows = [midi_to_windows(p, loaded.tokenizer, loaded.data) for p in (a, b)]
+    first = [w.segments[0].tolist() for w in windows]
     mu, _ = encode_segments(loaded.model, first, batch_size, rules.bar_ids)  # (2, c) or (2, K, c)
+    return InterpolationEnds(first, [int(w.start_bars[0]) for w in windows], mu)
+
+
+def interpolation_path(mu: torch.Tensor, steps: int, segments: list[list[int]], rules: TokenRules) -> torch.Tensor:
+    """Slerp from mu[0] to mu[1], ends included: (steps, c); per bar, bar by bar over the bars both
+    `segments` hold: (steps, K, c)."""
     if mu.dim() == 3:
-        k = min(count_bars(s, rules) for s in first)
+        k = min(count_bars(s, rules) for s in segments)
         rows = [torch.stack([slerp(mu[0, j], mu[1, j], t / (steps - 1)) for j in range(k)]) for t in range(steps)]
         return torch.stack(rows)
     return torch.stack([slerp(mu[0], mu[1], t / (steps - 1)) for t in range(steps)])
+
+
+def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
+    """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
+    per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
+    ends = interpolation_ends(loaded, a, b, batch_size, rules)
+    return interpolation_path(ends.mu, steps, ends.segments, rules)
+
+
+def write_result(tok, ids: list[int], out: Path, name: str, rules: TokenRules, title: str | None):
+    """`name`.mid (and `name`.png titled `title`, unless None) -> (its samples.json record, PrettyMIDI)."""
+    pm, dropped = write_midi(tok, ids, out / f"{name}.mid")
+    if title is not None:
+        piano_roll_png(pm, out / f"{name}.png", title=title)
+    record = {"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
+              "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped}  # fmt: skip
+    return record, pm
+
+
+def write_interpolation_ends(
+    tok, ends: InterpolationEnds, recons: list[list[int]], paths: tuple[str, str], out: Path, rules: TokenRules,
+    piano_roll: bool,
+):  # fmt: skip
+    """input_a/b.mid (the encoded windows) and recon_a/b.mid (decoded from z = mu), PNGs with piano_roll
+    -> (their samples.json records, PrettyMIDIs and titles), in grid order: input A, recon A, recon B, input B."""
+    written = {}
+    for i, side in enumerate("AB"):
+        first, last = ends.start_bars[i] + 1, ends.start_bars[i] + count_bars(ends.segments[i], rules)
+        where = f"{Path(paths[i]).name}, bars {first}-{last}"  # 1-based, both included
+        for kind, ids, title in (("input", ends.segments[i], f"input {side}: {where} (as encoded)"),
+                                 ("recon", recons[i], f"recon {side} (z = μ of input {side})")):  # fmt: skip
+            name = f"{kind}_{side.lower()}"
+            record, pm = write_result(tok, ids, out, name, rules, title if piano_roll else None)
+            record = {"role": f"{kind} {side}", **record, **({"png": f"{name}.png"} if piano_roll else {}),
+                      "source": str(paths[i]), "source_bars": f"{first}-{last}"}  # fmt: skip
+            if kind == "recon":
+                record["z_norm"] = round(float(ends.mu[i].flatten().norm()), 4)
+            written[name] = record, pm, title
+    order = [written[n] for n in ("input_a", "recon_a", "recon_b", "input_b")]
+    return [r for r, _, _ in order], [pm for _, pm, _ in order], [t for _, _, t in order]
 
 
 def edit_z(loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[int, int], batch_size: int, rules):

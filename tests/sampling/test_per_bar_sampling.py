@@ -76,6 +76,18 @@ def test_interpolation_moves_bar_by_bar(tiny_bar_run, tmp_path):
                                    steps=3, out_dir=str(tmp_path), piano_roll=False))  # fmt: skip
     assert [r["bars"] for r in summary["results"]] == [4, 4, 4]  # a 4-bar window of each end, per bar
     assert all(r["malformed_tokens_dropped"] == 0 for r in summary["results"])
+    # its ends: each input's encoded window, and that window reconstructed bar by bar from its bar means
+    assert [r["file"] for r in summary["ends"]] == ["input_a.mid", "recon_a.mid", "recon_b.mid", "input_b.mid"]
+    for r in summary["ends"]:
+        assert r["bars"] == 4 and r["malformed_tokens_dropped"] == 0 and r["notes"] > 0
+        assert (tmp_path / r["file"]).is_file()
+    greedy = sample(SampleRequest(ckpt=str(tiny_bar_run["ckpt"]), mode="interpolate", input=str(a), input2=str(b),
+                                  steps=3, top_k=1, out_dir=str(tmp_path / "greedy")))  # fmt: skip
+    assert (tmp_path / "greedy" / greedy["grid"]).stat().st_size > 1000
+    midi = {name: (tmp_path / "greedy" / name).read_bytes() for name in ("recon_a.mid", "recon_b.mid",
+                                                                         "interpolate_000.mid", "interpolate_002.mid")}  # fmt: skip
+    assert midi["recon_a.mid"] == midi["interpolate_000.mid"]  # z = mu of A's bars, where the path starts
+    assert midi["recon_b.mid"] == midi["interpolate_002.mid"]
 
 
 def test_bad_edit_requests_are_clear_errors(tiny_run, tmp_path):

@@ -1,16 +1,20 @@
 """scripts/sample.py and musicvae.sampling: MIDI out of a checkpoint, and clear errors for bad input."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pretty_midi
 import pytest
 import torch
 
+from musicvae.data.segments import midi_to_segments
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, decode_latents
+from musicvae.generate import SamplingConfig, decode_latents, slerp
 from musicvae.inference import encode_segments, load_checkpoint, token_rules
+from musicvae.render import write_midi
 from musicvae.sampling import SampleRequest, interpolation_z, sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +66,6 @@ def test_interpolation_ends_are_the_reconstructions_of_the_inputs(tiny_run, tmp_
     a, b = sorted(tiny_run["midi"].glob("*.mid"))[:2]
     rules = token_rules(loaded.tokenizer)
     z = interpolation_z(loaded, str(a), str(b), steps=4, batch_size=8, rules=rules)
-    from musicvae.data.segments import midi_to_segments
-
     firsts = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
     mu, _ = encode_segments(loaded.model, firsts, batch_size=8, bar_ids=rules.bar_ids)
     assert torch.allclose(z[0], mu[0], atol=1e-6) and torch.allclose(z[-1], mu[1], atol=1e-5)
@@ -73,6 +75,86 @@ def test_interpolation_ends_are_the_reconstructions_of_the_inputs(tiny_run, tmp_
     summary = sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="interpolate", input=str(a), input2=str(b),
                                    steps=4, out_dir=str(tmp_path)))  # fmt: skip
     assert len(summary["results"]) == 4 and (tmp_path / "interpolate_grid.png").stat().st_size > 1000
+
+
+def interpolate(run: dict, out: Path, seed: int = 0, steps: int = 4, **kw) -> dict:
+    a, b = sorted(run["midi"].glob("*.mid"))[:2]
+    return sample(SampleRequest(ckpt=str(run["ckpt"]), mode="interpolate", input=str(a), input2=str(b), steps=steps,
+                                seed=seed, out_dir=str(out), **kw))  # fmt: skip
+
+
+def test_interpolation_path_is_unchanged_by_its_ends(tiny_run, tmp_path):
+    """The path's tokens at a seed are those the code gave before the ends were written: the latents slerped
+    between the first windows' means, decoded from a generator at that seed, nothing drawn before them."""
+    loaded = load_checkpoint(tiny_run["ckpt"])
+    rules = token_rules(loaded.tokenizer)
+    a, b = sorted(tiny_run["midi"].glob("*.mid"))[:2]
+    firsts = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
+    mu, _ = encode_segments(loaded.model, firsts, batch_size=8, bar_ids=rules.bar_ids)
+    z = torch.stack([slerp(mu[0], mu[1], t / 3) for t in range(4)])
+    w = loaded.window_bars
+    expected = decode_latents(loaded.model, z, SamplingConfig(), rules, torch.Generator().manual_seed(7), 8, bars=w,
+                              window_bars=w)  # fmt: skip
+    summary = interpolate(tiny_run, tmp_path / "run", seed=7, piano_roll=False)
+    assert [r["tokens"] for r in summary["results"]] == [len(ids) for ids in expected]
+    for i, ids in enumerate(expected):
+        write_midi(loaded.tokenizer, ids, tmp_path / f"expected_{i}.mid")
+        assert notes(tmp_path / "run" / f"interpolate_00{i}.mid") == notes(tmp_path / f"expected_{i}.mid"), i
+    assert len({tuple(notes(tmp_path / f"expected_{i}.mid")) for i in range(4)}) > 1  # sampled, not all alike
+    again = interpolate(tiny_run, tmp_path / "again", seed=7, piano_roll=False)
+    for name in [r["file"] for r in summary["results"]] + ["recon_a.mid", "recon_b.mid"]:
+        assert notes(tmp_path / "run" / name) == notes(tmp_path / "again" / name), name
+    assert again["results"] == summary["results"] and again["ends"] == summary["ends"]
+
+
+def test_interpolation_writes_the_inputs_and_their_reconstructions(tiny_run, tmp_path, monkeypatch):
+    import musicvae.sampling as sampling
+
+    loaded = load_checkpoint(tiny_run["ckpt"])
+    rules = token_rules(loaded.tokenizer)
+    a, b = sorted(tiny_run["midi"].glob("*.mid"))[:2]
+    calls = []  # what the reconstructions are decoded from (the real function still decodes them)
+    real = sampling.reconstruct_segments
+    monkeypatch.setattr(sampling, "reconstruct_segments", lambda *args: calls.append(args) or real(*args))
+    summary = interpolate(tiny_run, tmp_path, steps=5, top_k=1)  # greedy: decoding is a function of z
+    ends = {r["role"]: r for r in summary["ends"]}
+    assert list(ends) == ["input A", "recon A", "recon B", "input B"]  # the grid's order
+    for role, r in ends.items():
+        name = role.replace(" ", "_").lower()
+        assert r["file"] == f"{name}.mid" and r["png"] == f"{name}.png"
+        assert notes(tmp_path / r["file"]) and (tmp_path / r["png"]).stat().st_size > 1000
+        assert r["source"] == str(a if role.endswith("A") else b) and r["source_bars"] == "1-4"
+        assert r["bars"] == 4 and r["malformed_tokens_dropped"] == 0
+    assert summary["grid"] == "interpolate_grid.png" and (tmp_path / "samples.json").is_file()
+    assert json.loads((tmp_path / "samples.json").read_text())["ends"] == summary["ends"]
+    # input A / B: the first window of each file, the tokens that were encoded
+    firsts = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
+    for side, segment in zip("ab", firsts, strict=True):
+        write_midi(loaded.tokenizer, segment, tmp_path / f"seg_{side}.mid")
+        assert notes(tmp_path / f"input_{side}.mid") == notes(tmp_path / f"seg_{side}.mid")
+    # recon A / B: those windows decoded from z = their posterior means, which the path starts and ends at
+    ((_, segments, z, *_),) = calls
+    mu, _ = encode_segments(loaded.model, firsts, batch_size=8, bar_ids=rules.bar_ids)
+    assert segments == firsts and torch.equal(z, mu)
+    assert notes(tmp_path / "recon_a.mid") == notes(tmp_path / "interpolate_000.mid")  # greedy: the same decode
+    assert notes(tmp_path / "recon_b.mid") == notes(tmp_path / "interpolate_004.mid")
+    assert [ends["recon A"]["z_norm"], ends["recon B"]["z_norm"]] == pytest.approx(summary["z_norms"][::4], abs=1e-3)
+    # the grid: one figure of input A | recon A | 5 steps | recon B | input B (its height counts the panels)
+    height = plt.imread(tmp_path / "interpolate_grid.png").shape[0]
+    three = interpolate(tiny_run, tmp_path / "three", steps=3, top_k=1)
+    assert len(three["results"]) == 3 and len(three["ends"]) == 4
+    per_panel = (height - plt.imread(tmp_path / "three" / "interpolate_grid.png").shape[0]) / 2
+    assert height == pytest.approx(per_panel * 9, rel=0.05)
+
+
+def test_interpolation_without_piano_rolls_still_writes_its_ends(tiny_run, tmp_path):
+    summary = interpolate(tiny_run, tmp_path, steps=2, piano_roll=False, max_tokens=64)
+    assert [r["file"] for r in summary["ends"]] == ["input_a.mid", "recon_a.mid", "recon_b.mid", "input_b.mid"]
+    assert all("png" not in r for r in summary["ends"]) and "grid" not in summary
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "interpolate_000.mid", "interpolate_001.mid", "input_a.mid", "input_b.mid", "recon_a.mid", "recon_b.mid",
+        "samples.json",
+    }  # fmt: skip
 
 
 def test_missing_and_broken_checkpoints_are_clear_errors(tiny_run, tmp_path):
@@ -114,8 +196,6 @@ def test_sample_script_errors_without_traceback(tmp_path):
 
 
 def test_malformed_token_sequences_still_write_valid_midi(remi_tokenizer, tmp_path):
-    from musicvae.render import write_midi
-
     g = torch.Generator().manual_seed(0)
     vocab = len(remi_tokenizer)
     total_dropped = 0
