@@ -167,7 +167,8 @@ def test_a_beta_sweep_gets_one_verdict_block_per_beta(sweep):
     low, high = "\n".join(lines[heads[0] : heads[1]]), "\n".join(lines[heads[1] :])
     assert "not distinguishable with 3 seeds" in bullet(low, "- **z-gap**")
     assert "**cross_attention** better" in bullet(high, "- **z-gap**")
-    assert all(x.startswith("  - ") for x in lines if x and not x.startswith("- **kl.beta="))
+    top = ("- **kl.beta=", "- **Converged**")  # the per-β heads, and the one line about the whole sweep
+    assert all(x.startswith("  - ") for x in lines if x and not x.startswith(top))
 
 
 def test_the_control_line_also_separates_by_mi_and_kl(sweep):
@@ -316,3 +317,29 @@ def test_mi_at_the_estimators_ceiling_is_flagged_and_not_ranked(sweep):
     assert "better" not in mi
     collapse = bullet(verdict, "- **in_attention**:")
     assert "MI 6.1 [" in collapse and "MI not comparable" in collapse
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_one_converged_seed_says_whether_z_paid_in_that_run(sweep, sign):
+    """The demo trains one seed per mode: its verdict says what that run shows, and that it has no interval."""
+    sweep.run("none", 0, sweep.control(distortion=70.0))
+    sweep.run("in_attention", 0, sweep.healthy(distortion=70.0 - sign * 5.0))
+    verdict = read_verdict(write_report(sweep.path))
+    line = bullet(verdict, "- **does z pay for itself**, in_attention vs none:")
+    expected = "yes in this run (n=1, no interval)" if sign == 1 else "no in this run (n=1, no interval)"
+    assert expected in line and f"distortion in_attention − none {-5 * sign:+d}" in line
+    assert bullet(verdict, "- **Converged**:") == (
+        "- **Converged**: all 2 runs (val/distortion fell by at most 1% over the last quarter)"
+    )
+
+
+def test_the_verdict_says_how_many_runs_converged(sweep):
+    for seed in range(3):
+        control = sweep.control(distortion=70.0)
+        if seed == 0:
+            control["val/distortion"] = falling(70.0)
+        sweep.run("none", seed, control)
+        sweep.run("in_attention", seed, sweep.healthy(distortion=60.0 + seed))
+    line = bullet(read_verdict(write_report(sweep.path)), "- **Converged**:")
+    assert line.startswith("- **Converged**: 5 of 6 runs; distortion and rate are not ranked where runs still improve")
+    assert "`none`: 1 of 3 runs still improving at step 40" in line

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from musicvae.report.checks import AT_CEILING, MI_CEILING_MARGIN
+from musicvae.report.checks import AT_CEILING, CONVERGENCE_TOL, MI_CEILING_MARGIN
 from musicvae.report.stats import Interval, excludes_zero
 from musicvae.report.summary import COMPARED_FIDELITY, STAT_FIELDS, UNITS
 
@@ -211,8 +211,10 @@ def pays_call(comp: dict, rows: dict[str, dict], context: str = "") -> tuple[str
     moving = unconverged([(a, rows.get(comp["group"])), (b, rows.get(comp["reference"]))], verb="")
     if moving:
         return "not judged: not converged", moving
-    if diff.n < 2:
-        return "n=1, no interval: not judged", ""
+    if diff.n < 2:  # one seed (the demo): say what this run shows, and that nothing is resolved
+        if diff.mean < 0:
+            return "yes in this run (n=1, no interval)", "lower distortion with z than without, one seed"
+        return "no in this run (n=1, no interval)", "no lower distortion with z, one seed"
     if diff.hi < 0:
         return "yes", "the interval excludes 0 in z's favour (lower distortion with z)"
     if diff.lo > 0:
@@ -299,6 +301,7 @@ def verdict_text(rows: Sequence[dict], comps: Sequence[dict] = ()) -> str:
     if not any(interval(r, "val/kl_final").n or interval(r, "val/zgap_final").n for r in rows):
         return "- No validation was logged in any run: no verdict."
     lines = [f"- **{SINGLE_SEED}**"] if all(r["n_seeds"] == 1 for r in rows) else []
+    lines.append(_convergence_line(rows))
     contexts = list(dict.fromkeys(r.get("context", "") for r in rows))
     for context in contexts:
         block = _context_lines(
@@ -311,6 +314,16 @@ def verdict_text(rows: Sequence[dict], comps: Sequence[dict] = ()) -> str:
             block = ["  " + line for line in block]
         lines += block
     return "\n".join(lines)
+
+
+def _convergence_line(rows: Sequence[dict]) -> str:
+    """'**Converged**: all n runs' or 'k of n runs; still improving: <why, per group>' (checks.convergence)."""
+    total = sum(int(r["n_seeds"]) for r in rows)
+    done = sum(int(r.get("converged_n", 0)) for r in rows)
+    if done == total:
+        return f"- **Converged**: all {total} runs (val/distortion fell by at most {CONVERGENCE_TOL:.0%} over the last quarter)"
+    moving = "; ".join(f"`{r['group']}`: {r['convergence']}" for r in rows if r.get("convergence"))
+    return f"- **Converged**: {done} of {total} runs; distortion and rate are not ranked where runs still improve ({moving})"
 
 
 def read_verdict(report_dir: Path) -> str:
