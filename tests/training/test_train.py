@@ -163,3 +163,12 @@ def test_a_dot_instead_of_a_slash_is_caught(configs_dir):
     with pytest.raises(UserError, match="model/conditioning=cross_attention"):
         check_group_choices(configs_dir, ["model.conditioning=cross_attention"])
     check_group_choices(configs_dir, ["model.conditioning.position=pre_norm", "model/conditioning=none"])  # fine
+
+
+def test_token_dropout_trains_and_needs_a_mask_token(train_cfg):
+    from musicvae.errors import UserError
+
+    result = train(train_cfg("model.token_dropout=0.3"))
+    assert result["global_step"] == 4 and math.isfinite(result["metrics"]["val/distortion"])
+    with pytest.raises(UserError, match=r"model.token_dropout=0.3 .*MASK"):
+        train(train_cfg("model.token_dropout=0.3", "tokenizer.special_tokens=[PAD,BOS,EOS]"))
