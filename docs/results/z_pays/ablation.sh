@@ -16,7 +16,7 @@ run_one() {  # name override...
   local name=$1; shift
   # shellcheck disable=SC2086  # BASE is a list of overrides
   if OMP_NUM_THREADS=1 "$PY" scripts/train.py $BASE "$@" "output_dir=$OUT/$name" "hydra.run.dir=$OUT/$name" \
-      > "$OUT/$name.log" 2>&1; then echo "done $name"; else echo "FAILED $name (see $OUT/$name.log)"; fi
+      >> "$OUT/$name.log" 2>&1; then echo "done $name"; else echo "FAILED $name (see $OUT/$name.log)"; fi
 }
 export -f run_one
 grep -v '^#' "$RUNS" | grep -v '^[[:space:]]*$' | xargs -P "${JOBS:-3}" -L 1 bash -c 'run_one "$@"' _

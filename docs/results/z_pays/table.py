@@ -10,6 +10,7 @@ better of the two. Convergence is the report's own rule (musicvae.report.checks.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from musicvae.report.checks import convergence
@@ -36,9 +37,15 @@ def final(run, key: str) -> float:
 
 
 def wall_minutes(run) -> float:
-    """From the run's config.yaml (written at the start) to its fidelity.json (the end)."""
-    start, end = run.path / "config.yaml", run.path / "fidelity.json"
-    return (end.stat().st_mtime - start.stat().st_mtime) / 60 if end.exists() else float("nan")
+    """From the first timestamp of the run's log (OUT/<name>.log) to the log's last write (the run's end)."""
+    log = run.path.parent / f"{run.name}.log"
+    if not log.exists():
+        return float("nan")
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("[20"):  # Hydra's log format: [YYYY-mm-dd HH:MM:SS,mmm][logger][LEVEL] - ...
+            start = datetime.strptime(line[1:20], "%Y-%m-%d %H:%M:%S").timestamp()
+            return (log.stat().st_mtime - start) / 60
+    return float("nan")
 
 
 def main(out: Path) -> None:
