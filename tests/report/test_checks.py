@@ -50,6 +50,10 @@ def test_the_tolerance_is_one_percent_of_the_first_value_of_the_window():
     just_over = convergence(curve([9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 100.0, 98.9, 99.5]))
     assert not just_over.converged and just_over.fall == pytest.approx(0.011, rel=1e-9)
     # a step at exactly 0.75 x the last one is inside the window
+    # Lightning logs the validation after 1,800 of 2,400 steps at step 1799: it opens the last quarter
+    logged = {299: 173.0, 599: 148.5, 899: 137.7, 1199: 129.5, 1499: 122.6, 1799: 118.7, 2099: 116.5, 2399: 116.0}
+    result = convergence(logged)
+    assert result.points == 3 and not result.converged and result.fall == pytest.approx(2.7 / 118.7, rel=1e-9)
     assert convergence({100: 10.0, 300: 10.0, 400: 9.0}).points == 2
     assert not convergence({100: 10.0, 300: 10.0, 400: 9.0}).converged
 

@@ -17,11 +17,11 @@ from musicvae.report.stats import Series
 
 CONVERGENCE_KEY = "val/distortion"  # the curve a run's convergence is read from (nats/segment)
 CONVERGENCE_TOL = 0.01  # converged: fell by at most this fraction of its value over the last quarter
-LAST_QUARTER = 0.75  # the window: validations at steps >= this fraction of the last validated step
+LAST_QUARTER = 0.75  # the window: validations after at least this fraction of the steps trained at the last one
 TOO_FEW = "too few validations"
 CONVERGENCE_RULE = (
     f"Convergence rule, per run, on its own {CONVERGENCE_KEY} curve: take the validations of the last quarter "
-    f"of the run (steps ≥ {LAST_QUARTER:g} × the last validated step; fewer than 2 of them: *{TOO_FEW}*, "
+    f"of the run (after at least {LAST_QUARTER:g} × the steps trained at the last validation; fewer than 2 of them: *{TOO_FEW}*, "
     f"not converged); the run has **converged** when the value at the first of them minus the minimum over "
     f"them is at most {CONVERGENCE_TOL:.0%} of the first value (a curve that rises again, overfitting, has "
     "converged: it no longer improves). A group's distortion and rate (KL) are ranked, and whether z pays "
@@ -52,8 +52,8 @@ class Convergence(NamedTuple):
 def convergence(series: Series, tol: float = CONVERGENCE_TOL) -> Convergence:
     """Whether a run has converged, from its own validation curve (step -> value, lower is better).
 
-    The rule: take the validations in the last quarter of the run, i.e. at steps >= 0.75 × the last
-    validated step (non-finite values dropped); with fewer than 2 of them the run has too few validations
+    The rule: take the validations in the last quarter of the run, i.e. after at least 0.75 × the steps
+    trained at the last validation (steps trained = the logged step + 1; non-finite values dropped); with fewer than 2 of them the run has too few validations
     and counts as not converged. improvement = the value at the first of them - the minimum over them;
     the run has converged iff improvement <= tol × |value at the first| (tol = CONVERGENCE_TOL = 1%).
     A curve that rises over the last quarter (overfitting) has converged: it no longer improves.
@@ -62,7 +62,9 @@ def convergence(series: Series, tol: float = CONVERGENCE_TOL) -> Convergence:
     if not finite:
         return Convergence(False, None, 0, math.nan)
     last = max(finite)
-    window = [finite[s] for s in sorted(finite) if s >= LAST_QUARTER * last]
+    # Lightning logs a validation after n training steps at step n - 1: compare steps trained (s + 1), so
+    # that the validation after 1,800 of 2,400 steps opens the last quarter rather than falling just outside.
+    window = [finite[s] for s in sorted(finite) if s + 1 >= LAST_QUARTER * (last + 1)]
     if len(window) < 2:
         return Convergence(False, last, len(window), math.nan)
     first = window[0]
