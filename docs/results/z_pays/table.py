@@ -27,6 +27,7 @@ CONTROL = {
     "bar4_bar_in": ("bar4_none",),
     "bar4_in": ("bar4_none",),
     "td3_none": ("base_none",),
+    "rec_in_lr2": ("rec_none_lr2",),
 }
 KEYS = ("val/distortion", "val/kl", "val/zgap", "val/au", "val/recon_acc")
 
@@ -48,6 +49,10 @@ def wall_minutes(run) -> float:
     return float("nan")
 
 
+def _or_dash(x: float) -> str:
+    return "—" if x != x else f"{x:.1f}"  # NaN: no log beside the run (a copy under docs/results)
+
+
 def main(out: Path) -> None:
     runs, _ = find_runs(out)
     by_name = {r.name: r for r in runs}
@@ -60,7 +65,7 @@ def main(out: Path) -> None:
         d = {k: final(run, k) for k in KEYS}
         fid = run.fidelity or {}
         controls = [by_name[c] for c in CONTROL.get(name, ("base_none",)) if c in by_name and c != name]
-        if name.endswith("_none") and name != "td3_none":
+        if name.startswith("rec_none") or (name.endswith("_none") and name != "td3_none"):
             controls = []
         best = min(controls, key=lambda c: final(c, "val/distortion"), default=None)
         delta = d["val/distortion"] - final(best, "val/distortion") if best else float("nan")
@@ -68,7 +73,7 @@ def main(out: Path) -> None:
             f"| {name} | {conv.step} | {'yes' if conv.converged else 'no'} ({conv.fall:.1%}) | {d['val/distortion']:.1f} "
             f"| {best.name if best else '—'} | {delta:+.1f} | {d['val/kl']:.1f} | {d['val/zgap']:.3f} | {d['val/au']:.0f} "
             f"| {d['val/recon_acc']:.3f} | {fid.get('chroma_sim', float('nan')):.3f} | {fid.get('groove_sim', float('nan')):.3f} "
-            f"| {wall_minutes(run):.1f} |"
+            f"| {_or_dash(wall_minutes(run))} |"
         )
 
 
