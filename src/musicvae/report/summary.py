@@ -102,7 +102,7 @@ def summarize(groups: Sequence[Group]) -> list[dict]:
         row["val/mi_at_ceiling_n"] = sum(_mi_at_ceiling(r) for r in g.runs)
         if with_fidelity:
             for key, _ in FIDELITY:
-                _put(row, key, t_interval((r.fidelity or {}).get(key, math.nan) for r in g.runs))
+                _put(row, key, t_interval(fidelities(g, key).values()))
         rows.append(row)
     return rows
 

@@ -202,8 +202,8 @@ def _difference(comp: dict, key: str, a: str, b: str) -> str:
 def pays_call(comp: dict, rows: dict[str, dict], context: str = "") -> tuple[str, str]:
     """(call, why): does z pay for itself, from the paired val/distortion difference of a group against its
     `none` counterpart (rows: summary rows by group label). call: 'yes' (the interval lies below 0: lower
-    distortion with z), 'no' (above 0), 'not resolved with n seeds', 'n=1, no interval: not judged',
-    'not judged: not converged' (a run of either group still improving), or 'not judged'."""
+    distortion with z), 'no' (above 0), 'not resolved with n seeds', with one seed 'yes/no in this run
+    (n=1, no interval)', 'not judged: not converged' (a run of either group still improving), or 'not judged'."""
     a, b = _short(comp["group"], context), _short(comp["reference"], context)
     diff = interval(comp, "val/distortion_diff")
     if diff.n == 0:
