@@ -231,3 +231,12 @@ def tiny_attr_run(tmp_path_factory) -> dict:
         "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8",
         "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
     )  # fmt: skip
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """wandb offline and quiet, its config and cache in tmp_path (nothing under ~, nothing on the network)."""
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
+                       "WANDB_CONFIG_DIR": tmp_path / "wandb_config", "WANDB_CACHE_DIR": tmp_path / "wandb_cache",
+                       "WANDB_DATA_DIR": tmp_path / "wandb_data", "WANDB_DISABLE_GIT": "true"}.items():  # fmt: skip
+        monkeypatch.setenv(key, str(value))

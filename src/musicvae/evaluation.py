@@ -4,7 +4,10 @@ Writes into the run dir:
 - `fidelity.json`: chroma and groove similarity between test segments and their reconstructions
   (z = mu, per-bar cosine similarity as MuseMorphose / FIGARO), pitch-class entropy and note density
   of prior samples vs the same test segments;
-- `samples/`: the first few prior samples and reconstructions as MIDI + piano-roll PNG.
+- `samples/`: the first few prior samples, test segments (`input_*`) and their reconstructions
+  (`reconstruct_*`), and an interpolation from the first test segment to the second (`interpolate_*`, z
+  slerped between their posterior means), each as MIDI + piano-roll PNG + audio (musicvae.audio): what the
+  report's index.html plays.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.data.attributes import N_CLASSES, AttributeReader
+from musicvae.audio import AudioConfig, render_quietly
 from musicvae.errors import UserError
 from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
-from musicvae.inference import count_bars, encode_segments, reconstruct_segments, segment_classes, token_rules
+from musicvae.inference import Examples, interpolation_path, reconstruct_and_sample, token_rules
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
 from musicvae.render import piano_roll_png, tokens_to_pretty_midi
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 class FidelityConfig:
     n_reconstructions: int = 16  # test segments reconstructed (0 = skip the whole evaluation)
     n_samples: int = 8  # prior samples
-    n_files: int = 2  # of each kind written to samples/ as MIDI + PNG
+    n_files: int = 2  # of each kind written to samples/ as MIDI + PNG + audio
+    interpolation_steps: int = 5  # samples/interpolate_*: test segment 0 -> 1, both ends included (0: none)
     temperature: float = 1.0
     top_p: float = 0.9
     batch_size: int = 8
@@ -51,9 +55,11 @@ def _nanmean(values: list[float]) -> float | None:
 
 
 def evaluate_fidelity(
-    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None
-) -> dict:
-    """Reconstruct test segments and sample the prior; write fidelity.json and samples/. Returns the dict.
+    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None,
+    audio: AudioConfig | None = None,
+) -> dict:  # fmt: skip
+    """Reconstruct test segments and sample the prior; write fidelity.json and samples/ (with `audio`, each
+    sample's audio beside it). Returns the dict.
 
     A model that cannot be sampled (non-finite weights after a divergence) is not evaluated: fidelity.json
     says why ({"skipped": reason}) and the run itself is left to succeed or fail on its own terms.
@@ -62,7 +68,7 @@ def evaluate_fidelity(
     if bad:
         return _skipped(run_dir, f"{len(bad)} weight tensors hold NaN or inf (first: {bad[0]})")
     try:
-        return _evaluate(model, tokenizer, test_segments, cfg, run_dir, attribute_bins)
+        return _evaluate(model, tokenizer, test_segments, cfg, run_dir, attribute_bins, audio)
     except NonFiniteModel as e:
         return _skipped(run_dir, str(e))
 
@@ -77,8 +83,9 @@ def _skipped(run_dir: Path, reason: str) -> dict:
 
 @torch.no_grad()
 def _evaluate(
-    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None
-) -> dict:
+    model: MusicVAE, tokenizer, test_segments: list[list[int]], cfg: FidelityConfig, run_dir: Path, attribute_bins=None,
+    audio: AudioConfig | None = None,
+) -> dict:  # fmt: skip
     model.eval()
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -92,22 +99,11 @@ def _evaluate(
     samples_dir.mkdir(parents=True, exist_ok=True)
 
     inputs = test_segments[: cfg.n_reconstructions]
+    examples = reconstruct_and_sample(model, tokenizer, inputs, cfg.n_samples, sampling, rules, gen, cfg.batch_size,
+                                      attribute_bins)  # fmt: skip
     originals = [_midi(tokenizer, seg) for seg in inputs]
-    recons = []
-    if inputs:
-        mu, _ = encode_segments(model, inputs, cfg.batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
-        k = mu.shape[1] if model.per_bar else None  # a model with attributes: each input's own classes
-        attrs = segment_classes(model, AttributeReader(tokenizer), attribute_bins, inputs, k) if model.cfg.attributes else None
-        decoded = reconstruct_segments(model, inputs, mu, sampling, rules, gen, cfg.batch_size, attrs)
-        recons = [_midi(tokenizer, ids) for ids in decoded]
-    bars = max((count_bars(s, rules) for s in inputs), default=1)  # prior samples: a segment's bars
-    shape = (cfg.n_samples, bars, model.cfg.latent_dim) if model.per_bar else (cfg.n_samples, model.cfg.latent_dim)
-    z = torch.randn(shape, generator=gen, device=device)
-    attrs = None  # prior samples of a model with attributes: classes drawn uniformly (1/8 of the data each)
-    if model.cfg.attributes:
-        attrs = torch.randint(0, N_CLASSES, (*shape[:-1], len(model.cfg.attributes)), generator=gen, device=device)
-    priors = [_midi(tokenizer, ids) for ids in decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars,
-                                                              attributes=attrs)]  # fmt: skip
+    recons = [_midi(tokenizer, ids) for ids in examples.reconstructions]
+    priors = [_midi(tokenizer, ids) for ids in examples.priors]
 
     result = {
         "chroma_sim": _nanmean([chroma_similarity(a, b) for a, b in zip(originals, recons, strict=True)]),
@@ -124,9 +120,30 @@ def _evaluate(
         "n_samples": len(priors),
     }
     (run_dir / "fidelity.json").write_text(json.dumps(result, indent=2))
+    # Drawn after everything fidelity.json holds, so those numbers do not depend on it.
+    path = _interpolation(model, inputs, examples, cfg, sampling, rules, gen) if len(recons) >= 2 else []
     for kind, pms in (("prior", priors), ("reconstruct", recons), ("input", originals)):
         for i, pm in enumerate(pms[: cfg.n_files]):
-            pm.write(str(samples_dir / f"{kind}_{i:03d}.mid"))
-            piano_roll_png(pm, samples_dir / f"{kind}_{i:03d}.png", title=f"{kind} {i}")
+            _write_sample(pm, samples_dir / f"{kind}_{i:03d}.mid", f"{kind} {i}", audio)
+    for k, ids in enumerate(path):
+        title = f"interpolate: input 0 -> input 1, step {k}, α = {k / (len(path) - 1):.2f}"
+        _write_sample(_midi(tokenizer, ids), samples_dir / f"interpolate_{k:03d}.mid", title, audio)
     log.info("fidelity: %s", json.dumps(result))
     return result
+
+
+def _interpolation(model: MusicVAE, inputs, examples: Examples, cfg: FidelityConfig, sampling, rules, gen):
+    """Token lists along the slerp from the first input's posterior mean to the second's (per bar: over the
+    bars both hold); [] when interpolation_steps < 2 or the model takes attribute classes."""
+    if cfg.interpolation_steps < 2 or model.cfg.attributes:
+        return []
+    z = interpolation_path(examples.mu[:2], cfg.interpolation_steps, inputs[:2], rules)  # (S, c) or (S, K, c)
+    bars = None if model.per_bar else examples.bars
+    return decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars)
+
+
+def _write_sample(pm, path: Path, title: str, audio: AudioConfig | None) -> None:
+    """A sample as MIDI, its piano roll beside it, and its audio (unless None)."""
+    pm.write(str(path))
+    piano_roll_png(pm, path.with_suffix(".png"), title=title)
+    render_quietly(path, audio)

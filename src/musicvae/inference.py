@@ -5,6 +5,7 @@
     mu, logvar = encode_segments(loaded.model, segments, 8, rules.bar_ids)
     ids = reconstruct_segments(loaded.model, segments, mu, SamplingConfig(), rules, generator, 8)
 
+`reconstruct_and_sample` is what the end-of-run evaluation and the media logged while training decode.
 Also a piece's bar latents (`piece_tokens`, `bar_latents`) and the attribute classes a model with
 `model.attributes` decodes with (`segment_classes`, `input_classes`, `apply_class_changes`).
 """
@@ -23,7 +24,7 @@ from musicvae.data.loading import collate_segments
 from musicvae.data.segments import midi_to_windows
 from musicvae.data.tokenize import bar_ids, tokenizer_from_dict
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, TokenRules, decode_latents, split_bars
+from musicvae.generate import SamplingConfig, TokenRules, decode_latents, slerp, split_bars
 from musicvae.models.vae import MusicVAE, cat_latents
 
 
@@ -170,3 +171,50 @@ def bar_latents(loaded: LoadedCheckpoint, ids: list[int], batch_size: int, rules
 def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rules: TokenRules):
     """`bar_latents` of a MIDI file."""
     return bar_latents(loaded, piece_tokens(loaded, path), batch_size, rules)
+
+
+def interpolation_path(mu: torch.Tensor, steps: int, segments: list[list[int]], rules: TokenRules) -> torch.Tensor:
+    """Slerp from mu[0] to mu[1], ends included: (steps, c); per bar, bar by bar over the bars both
+    `segments` hold: (steps, K, c)."""
+    if mu.dim() == 3:
+        k = min(count_bars(s, rules) for s in segments)
+        rows = [torch.stack([slerp(mu[0, j], mu[1, j], t / (steps - 1)) for j in range(k)]) for t in range(steps)]
+        return torch.stack(rows)
+    return torch.stack([slerp(mu[0], mu[1], t / (steps - 1)) for t in range(steps)])
+
+
+@dataclass
+class Examples:
+    """What `reconstruct_and_sample` decoded."""
+
+    mu: torch.Tensor | None  # the segments' posterior means: (N, c) or (N, K, c); None without segments
+    reconstructions: list[list[int]]  # each segment decoded from z = mu, bar for bar
+    priors: list[list[int]]  # decoded from z ~ N(0, I), as many bars as the longest segment
+    bars: int  # the bars of a prior sample
+
+
+@torch.no_grad()
+def reconstruct_and_sample(
+    model: MusicVAE, tokenizer, segments: list[list[int]], n_prior: int, cfg: SamplingConfig, rules: TokenRules,
+    generator: torch.Generator, batch_size: int = 8, attribute_bins: AttributeBins | None = None,
+) -> Examples:  # fmt: skip
+    """Reconstruct token segments (no BOS/EOS) from their posterior means, then decode `n_prior` prior draws.
+
+    A model with attributes reconstructs with each segment's own classes and samples the prior with classes
+    drawn uniformly (each holds 1/8 of the data). Everything random comes from `generator`, in this order.
+    """
+    device = next(model.parameters()).device
+    mu, recons = None, []
+    if segments:
+        mu, _ = encode_segments(model, segments, batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
+        k = mu.shape[1] if model.per_bar else None
+        attrs = segment_classes(model, AttributeReader(tokenizer), attribute_bins, segments, k) if model.cfg.attributes else None
+        recons = reconstruct_segments(model, segments, mu, cfg, rules, generator, batch_size, attrs)
+    bars = max((count_bars(s, rules) for s in segments), default=1)
+    shape = (n_prior, bars, model.cfg.latent_dim) if model.per_bar else (n_prior, model.cfg.latent_dim)
+    z = torch.randn(shape, generator=generator, device=device)
+    attrs = None
+    if model.cfg.attributes:
+        attrs = torch.randint(0, N_CLASSES, (*shape[:-1], len(model.cfg.attributes)), generator=generator, device=device)
+    priors = decode_latents(model, z, cfg, rules, generator, batch_size, bars=bars, attributes=attrs) if n_prior else []
+    return Examples(mu, recons, priors, bars)

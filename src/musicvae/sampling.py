@@ -2,7 +2,8 @@
 
 A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed
 (loading, encoding and decoding live in `musicvae.inference`). Files written per result:
-`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll); every run writes `samples.json` (settings,
+`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll), `<mode>_<index>.ogg` (its audio, musicvae.audio;
+`audio=false`: none, `audio.format=wav`: WAV); every run writes `samples.json` (settings,
 z norms, token counts, bars, malformed tokens dropped while decoding). An interpolation also writes its
 ends, so the path can be judged against what it was encoded from: `input_a.mid` / `input_b.mid`, the
 window of each input that was encoded (the path starts from one's posterior mean and ends at the
@@ -31,11 +32,12 @@ from typing import NamedTuple
 
 import torch
 
+from musicvae.audio import AudioConfig, render_quietly
 from musicvae.control import AttributeVectors, vectors_path
 from musicvae.data.attributes import ATTRIBUTES, N_CLASSES
 from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, TokenRules, decode_latents, slerp
+from musicvae.generate import SamplingConfig, TokenRules, decode_latents
 from musicvae.inference import (
     LoadedCheckpoint,
     apply_class_changes,
@@ -43,6 +45,7 @@ from musicvae.inference import (
     count_bars,
     encode_segments,
     input_classes,
+    interpolation_path,
     load_checkpoint,
     piece_bar_latents,
     piece_tokens,
@@ -90,9 +93,11 @@ class SampleRequest:
     batch_size: int = 8
     device: str = "cpu"
     piano_roll: bool = True
+    audio: AudioConfig | dict | bool | None = True  # audio beside every MIDI; false: none (musicvae.audio)
     compile: bool = False
 
     def __post_init__(self):
+        self.audio = AudioConfig.from_value(self.audio)
         if self.mode not in MODES:
             raise UserError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
         if self.mode in ("reconstruct", "interpolate", "edit", "shift") and not self.input:
@@ -204,14 +209,14 @@ def sample(req: SampleRequest) -> dict:
     records, pms = [], []
     for i, ids in enumerate(results):
         name = f"{req.mode}_{i:03d}"
-        record, pm = write_result(tok, ids, out, name, rules, name if req.piano_roll else None)
+        record, pm = write_result(tok, ids, out, name, rules, name if req.piano_roll else None, req.audio)
         records.append(record)
         pms.append(pm)
     z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
     summary = {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}
     if req.mode == "interpolate":
         summary["ends"], end_pms, end_titles = write_interpolation_ends(
-            tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll)  # fmt: skip
+            tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll, req.audio)  # fmt: skip
         if req.piano_roll:  # one figure: input A | recon A | the path | recon B | input B
             path_titles = [f"step {k}: α = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
             grid_png([*end_pms[:2], *pms, *end_pms[2:]], out / "interpolate_grid.png",
@@ -310,16 +315,6 @@ def interpolation_ends(loaded: LoadedCheckpoint, a: str, b: str, batch_size: int
     return InterpolationEnds(first, [int(w.start_bars[0]) for w in windows], mu)
 
 
-def interpolation_path(mu: torch.Tensor, steps: int, segments: list[list[int]], rules: TokenRules) -> torch.Tensor:
-    """Slerp from mu[0] to mu[1], ends included: (steps, c); per bar, bar by bar over the bars both
-    `segments` hold: (steps, K, c)."""
-    if mu.dim() == 3:
-        k = min(count_bars(s, rules) for s in segments)
-        rows = [torch.stack([slerp(mu[0, j], mu[1, j], t / (steps - 1)) for j in range(k)]) for t in range(steps)]
-        return torch.stack(rows)
-    return torch.stack([slerp(mu[0], mu[1], t / (steps - 1)) for t in range(steps)])
-
-
 def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
     """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
     per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
@@ -327,19 +322,24 @@ def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_
     return interpolation_path(ends.mu, steps, ends.segments, rules)
 
 
-def write_result(tok, ids: list[int], out: Path, name: str, rules: TokenRules, title: str | None):
-    """`name`.mid (and `name`.png titled `title`, unless None) -> (its samples.json record, PrettyMIDI)."""
+def write_result(
+    tok, ids: list[int], out: Path, name: str, rules: TokenRules, title: str | None, audio: AudioConfig | None = None
+):  # fmt: skip
+    """`name`.mid (and `name`.png titled `title`, unless None; its audio, unless None)
+    -> (its samples.json record, PrettyMIDI)."""
     pm, dropped = write_midi(tok, ids, out / f"{name}.mid")
     if title is not None:
         piano_roll_png(pm, out / f"{name}.png", title=title)
     record = {"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
               "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped}  # fmt: skip
+    if (sound := render_quietly(out / f"{name}.mid", audio)) is not None:
+        record["audio"] = sound.name
     return record, pm
 
 
 def write_interpolation_ends(
     tok, ends: InterpolationEnds, recons: list[list[int]], paths: tuple[str, str], out: Path, rules: TokenRules,
-    piano_roll: bool,
+    piano_roll: bool, audio: AudioConfig | None = None,
 ):  # fmt: skip
     """input_a/b.mid (the encoded windows) and recon_a/b.mid (decoded from z = mu), PNGs with piano_roll
     -> (their samples.json records, PrettyMIDIs and titles), in grid order: input A, recon A, recon B, input B."""
@@ -350,7 +350,7 @@ def write_interpolation_ends(
         for kind, ids, title in (("input", ends.segments[i], f"input {side}: {where} (as encoded)"),
                                  ("recon", recons[i], f"recon {side} (z = μ of input {side})")):  # fmt: skip
             name = f"{kind}_{side.lower()}"
-            record, pm = write_result(tok, ids, out, name, rules, title if piano_roll else None)
+            record, pm = write_result(tok, ids, out, name, rules, title if piano_roll else None, audio)
             record = {"role": f"{kind} {side}", **record, **({"png": f"{name}.png"} if piano_roll else {}),
                       "source": str(paths[i]), "source_bars": f"{first}-{last}"}  # fmt: skip
             if kind == "recon":

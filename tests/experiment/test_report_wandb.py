@@ -6,20 +6,10 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
 from omegaconf import OmegaConf
 
 from musicvae.experiment import ReportCallback, log_report_to_wandb
 from musicvae.report import read_csv, read_verdict, write_report
-
-
-@pytest.fixture
-def offline_wandb(tmp_path, monkeypatch):
-    """wandb offline and quiet, its config and cache in tmp_path (nothing under ~, nothing on the network)."""
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off",
-                       "WANDB_CONFIG_DIR": tmp_path / "wandb_config", "WANDB_CACHE_DIR": tmp_path / "wandb_cache",
-                       "WANDB_DATA_DIR": tmp_path / "wandb_data", "WANDB_DISABLE_GIT": "true"}.items():  # fmt: skip
-        monkeypatch.setenv(key, str(value))
 
 
 def write_sweep(sweep: Path) -> Path:

@@ -147,14 +147,31 @@ def test_interpolation_writes_the_inputs_and_their_reconstructions(tiny_run, tmp
     assert height == pytest.approx(per_panel * 9, rel=0.05)
 
 
-def test_interpolation_without_piano_rolls_still_writes_its_ends(tiny_run, tmp_path):
+def test_interpolation_without_piano_rolls_still_writes_its_ends_and_their_audio(tiny_run, tmp_path):
     summary = interpolate(tiny_run, tmp_path, steps=2, piano_roll=False, max_tokens=64)
     assert [r["file"] for r in summary["ends"]] == ["input_a.mid", "recon_a.mid", "recon_b.mid", "input_b.mid"]
     assert all("png" not in r for r in summary["ends"]) and "grid" not in summary
+    midi = {"interpolate_000", "interpolate_001", "input_a", "input_b", "recon_a", "recon_b"}
     assert {p.name for p in tmp_path.iterdir()} == {
-        "interpolate_000.mid", "interpolate_001.mid", "input_a.mid", "input_b.mid", "recon_a.mid", "recon_b.mid",
-        "samples.json",
-    }  # fmt: skip
+        "samples.json", *(f"{m}.mid" for m in midi), *(f"{m}.ogg" for m in midi)
+    }  # audio beside every MIDI, by default
+    assert [r["audio"] for r in summary["ends"]] == ["input_a.ogg", "recon_a.ogg", "recon_b.ogg", "input_b.ogg"]
+    assert all((tmp_path / f"{m}.ogg").read_bytes()[:4] == b"OggS" for m in midi)
+
+
+def test_audio_false_writes_none_and_wav_lasts_as_long_as_its_midi(tiny_run, tmp_path):
+    import wave
+
+    none = sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), n=1, out_dir=str(tmp_path / "none"), audio=False))
+    assert "audio" not in none["results"][0]
+    assert not [p for p in (tmp_path / "none").iterdir() if p.suffix in (".ogg", ".wav")]
+    wav = sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), n=2, out_dir=str(tmp_path / "wav"), top_p=0.9,
+                               audio={"format": "wav", "soundfont": None, "tail": 0.25}))  # fmt: skip
+    for record in wav["results"]:
+        with wave.open(str(tmp_path / "wav" / record["audio"])) as f:
+            seconds = f.getnframes() / f.getframerate()
+        end = pretty_midi.PrettyMIDI(str(tmp_path / "wav" / record["file"])).get_end_time()
+        assert end > 0 and seconds == pytest.approx(end + 0.25, abs=0.03)
 
 
 def test_missing_and_broken_checkpoints_are_clear_errors(tiny_run, tmp_path):

@@ -104,6 +104,12 @@ class SegmentDataset(Dataset):
             ids = self.shifter(ids)
         return torch.from_numpy(ids)
 
+    def spread(self, n: int) -> list[list[int]]:
+        """n segments spread evenly over the split (every k-th: across its pieces, not the first piece's
+        neighbouring windows), as token lists; the same for every run of the same data."""
+        step = max(1, len(self) // n) if n else 1
+        return [self[i].tolist() for i in range(0, len(self), step)][:n]
+
 
 class MidiDataModule(pl.LightningDataModule):
     """Bar-aligned MIDI segments from `cfg.data` tokenized as `cfg.tokenizer` (see the module docstring)."""

@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressB
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from musicvae.audio import AudioConfig
 from musicvae.checkpoint import check_resumable, read_checkpoint
 from musicvae.data import MidiDataModule
 from musicvae.data.config import data_source
@@ -22,6 +23,7 @@ from musicvae.evaluation import FidelityConfig, evaluate_fidelity
 from musicvae.models.vae import MASK_ID
 from musicvae.training.ddp import ddp_processes, launch_rank
 from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
+from musicvae.training.media import MediaConfig, ValidationMedia
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
     FINISHED,
@@ -131,8 +133,7 @@ def held_out_segments(dm: MidiDataModule, n: int) -> list[list[int]]:
     """n segments of the test split (of val if test is empty) spread evenly over it (every k-th: across its
     pieces, not the first piece's neighbouring windows), as token lists; the same for every run."""
     split = dm.datasets["test"] if len(dm.datasets["test"]) else dm.datasets["val"]
-    step = max(1, len(split) // n) if n else 1
-    return [split[i].tolist() for i in range(0, len(split), step)][:n]
+    return split.spread(n)
 
 
 def prepare_run_dir(run_dir: Path, cfg: DictConfig, ckpt_path: Path | None, resume_step: int) -> None:
@@ -193,6 +194,10 @@ def train(cfg: DictConfig) -> dict:
         callbacks.append(
             ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=int(every), save_top_k=0, save_last=True)
         )
+    audio = AudioConfig.from_value(cfg.get("audio"))
+    media = MediaConfig(**OmegaConf.to_container(cfg.media, resolve=True)) if cfg.get("media") else None
+    if media and media.every_n_steps > 0:
+        callbacks.append(ValidationMedia(media, run_dir, audio, seed=int(cfg.seed)))
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar())
     loggers = build_loggers(cfg, run_dir, resume_step)
@@ -221,7 +226,8 @@ def train(cfg: DictConfig) -> dict:
         if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
             fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
             segments = held_out_segments(dm, fid_cfg.n_reconstructions)
-            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins)
+            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins,
+                                         audio)  # fmt: skip
             for lg in loggers:
                 if isinstance(lg, WandbLogger):
                     lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
