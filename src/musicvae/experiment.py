@@ -36,7 +36,8 @@ def log_report_to_wandb(
     columns: Sequence[str] | None = None,
 ):
     """One extra wandb run (job_type "report", saved under report_dir) in the sweep's group: the summary
-    rows as a wandb.Table (summary.csv's columns), the verdict and the figures. Returns the Table.
+    rows as a wandb.Table (summary.csv's columns), the verdict, the figures, index.html as wandb.Html and
+    every sample's audio and piano roll (samples/<group>/<sample>). Returns the summary Table.
 
     wandb_cfg is the sweep's `logger.wandb` (project, mode: offline by default, so no network is needed).
     """
@@ -62,9 +63,28 @@ def log_report_to_wandb(
         }
         if images:
             run.log(images)
+        if (page := report_dir / "index.html").is_file():  # its media are links: the samples table plays them
+            run.log({"report/page": wandb.Html(page.read_text(), inject=False)})
+        if samples := sample_media(report_dir):
+            run.log(samples)
     finally:
         wandb.finish()
     return table
+
+
+def sample_media(report_dir: Path) -> dict:
+    """{"samples/<group>/<sample>": wandb.Audio, ".../<sample>_roll": wandb.Image} for every sample with audio
+    under report_dir/samples/ (wandb keeps audio as files only outside tables)."""
+    import wandb
+
+    media = {}
+    for audio in sorted((report_dir / "samples").glob("*/*")):
+        if audio.suffix in (".ogg", ".wav"):
+            key = f"samples/{audio.parent.name}/{audio.stem}"
+            media[key] = wandb.Audio(str(audio), caption=f"{audio.parent.name}: {audio.stem}")
+            if (roll := audio.with_suffix(".png")).is_file():
+                media[f"{key}_roll"] = wandb.Image(str(roll))
+    return media
 
 
 class ReportCallback(Callback):

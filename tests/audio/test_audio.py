@@ -123,3 +123,28 @@ def test_render_many_skips_and_counts_bad_files(tmp_path):
     assert len(again.existing) == 3 and not again.rendered and len(again.failed) == 1
     with pytest.raises(UserError, match="no such file or folder"):
         midi_files([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("config_name", ["train", "sample"])
+def test_yaml_audio_node_holds_the_dataclass_defaults(compose_cfg, config_name):
+    """The YAML shows the defaults a user can override; AudioConfig() must be the same (no drift)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(compose_cfg(config_name, ["ckpt=x"] if config_name == "sample" else []).audio)
+    assert node == dataclasses.asdict(AudioConfig())
+
+
+def test_yaml_media_and_fidelity_nodes_hold_the_dataclass_defaults(compose_cfg):
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from musicvae.evaluation import FidelityConfig
+    from musicvae.training.media import MediaConfig
+
+    cfg = OmegaConf.to_container(compose_cfg("train"))
+    assert cfg["media"] == dataclasses.asdict(MediaConfig())
+    fidelity = {k: v for k, v in dataclasses.asdict(FidelityConfig()).items() if k != "seed"}  # seed: the run's
+    assert cfg["eval"]["fidelity"] == fidelity

@@ -59,3 +59,24 @@ def test_the_callback_logs_to_wandb_only_with_logger_wandb(tmp_path, offline_wan
     ReportCallback().on_multirun_end(config)
     runs = list((sweep / "report").glob("wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_the_report_run_holds_the_page_and_plays_the_samples(tmp_path, offline_wandb):
+    import pretty_midi
+
+    sweep = write_sweep(tmp_path / "sweep")
+    samples = sweep / "0_in_attention_seed0" / "samples"
+    samples.mkdir()
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.instruments[0].notes.append(pretty_midi.Note(90, 60, 0.0, 1.0))
+    pm.write(str(samples / "prior_000.mid"))  # a run from before audio: the report renders it
+    report = write_report(sweep)
+    assert (report / "samples" / "in_attention" / "prior_000.ogg").is_file()
+    log_report_to_wandb(report, read_csv(report / "summary.csv")[1], read_verdict(report), {"mode": "offline"},
+                        group=str(sweep))  # fmt: skip
+    (files,) = report.glob("wandb/offline-run-*/files")
+    (page,) = files.glob("media/html/report/page_*.html")
+    assert "Posterior collapse" in page.read_text() and "<audio" in page.read_text()
+    (audio,) = files.glob("media/audio/samples/in_attention/prior_000_*.ogg")  # wandb sync uploads it
+    assert audio.read_bytes()[:4] == b"OggS"

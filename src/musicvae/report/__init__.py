@@ -7,13 +7,15 @@ and optionally `fidelity.json` and `samples/`), groups the runs by every setting
 seed, and writes `SWEEP_DIR/report/`:
 
     summary.md          the verdict, the tables (mean [95% interval] over seeds), the figures, the samples
+    index.html          the same as a page (opens from disk), with a player and piano roll for every sample
     summary.csv         one row per group: its settings, n, converged_n, and mean/std/n/lo/hi of each metric
     comparisons.csv     paired differences (seed by seed) against the in_attention and none counterparts
                         (`baseline`: which; `difference`: `<mode> - <baseline>`, the sign of every diff)
     rate_distortion.png final rate against final distortion, one line per mode through its β values
     beta.png            final z-gap and AU against β
     kl_curves.png, zgap.png, recon.png   curves against step, one line per group (mean, min–max band)
-    samples/<group>/    the prior samples and reconstructions of the group's first seed's run
+    samples/<group>/    the prior samples, test inputs, reconstructions and interpolation of the group's first
+                        seed's run: MIDI, piano roll, audio
 
 Modules: runs (reading), groups (grouping), stats (intervals), checks (convergence of a run, the MI
 estimator's ceiling), summary (the rows), verdict, plots, markdown (the files).
@@ -24,8 +26,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from musicvae.audio import AudioConfig
 from musicvae.report.checks import CONVERGENCE_TOL, convergence, mi_ceiling
 from musicvae.report.groups import Group, counterparts, group_runs
+from musicvae.report.html import write_html
 from musicvae.report.markdown import copy_samples, read_csv, summary_markdown, write_csv
 from musicvae.report.plots import plot_beta, plot_kl, plot_rate_distortion, plot_val_metric
 from musicvae.report.runs import REPORT_DIRNAME, Run, find_runs, read_metrics
@@ -42,8 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def write_report(sweep_dir: Path) -> Path:
-    """Read the runs of a sweep dir and write SWEEP_DIR/report/ (see the module docstring). -> report dir."""
+def write_report(sweep_dir: Path, audio: bool = True) -> Path:
+    """Read the runs of a sweep dir and write SWEEP_DIR/report/ (see the module docstring). -> report dir.
+    `audio`: render the audio of copied samples that have none (runs from before audio existed)."""
     sweep_dir = Path(sweep_dir)
     runs, skipped = find_runs(sweep_dir)
     report_dir = sweep_dir / REPORT_DIRNAME
@@ -70,8 +75,10 @@ def write_report(sweep_dir: Path) -> Path:
 
     write_csv(rows, report_dir / "summary.csv")
     write_csv(comps, report_dir / "comparisons.csv", empty_header=("group", "reference"))
-    copied = copy_samples(groups, report_dir)
+    copied = copy_samples(groups, report_dir, AudioConfig() if audio else None)
     verdict = verdict_text(rows, comps)
     md = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict, copied)
     (report_dir / "summary.md").write_text(md)
+    page = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict, copied, with_samples=False)
+    write_html(report_dir, page, copied, title=f"musicvae report: {Path(sweep_dir).resolve().name}")
     return report_dir

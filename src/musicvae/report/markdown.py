@@ -8,8 +8,10 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from musicvae.audio import AudioConfig, render_quietly
 from musicvae.report.checks import AT_CEILING, CONVERGENCE_RULE, MI_CEILING_RULE
 from musicvae.report.groups import Group, path_safe
+from musicvae.report.html import AUDIO_SUFFIXES
 from musicvae.report.runs import FIDELITY
 from musicvae.report.stats import excludes_zero
 from musicvae.report.summary import COMPARED, COMPARED_FIDELITY, METRICS
@@ -44,8 +46,11 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
-def copy_samples(groups: Sequence[Group], report_dir: Path) -> dict[str, tuple[str, list[Path]]]:
-    """Copy each group's samples (of its first seed's run that has any) to report/samples/<group>/.
+def copy_samples(
+    groups: Sequence[Group], report_dir: Path, audio: AudioConfig | None = None
+) -> dict[str, tuple[str, list[Path]]]:  # fmt: skip
+    """Copy each group's samples (of its first seed's run that has any) to report/samples/<group>/; with
+    `audio`, render the audio of each copied MIDI that came without (runs from before audio existed).
 
     Returns {group label: (run name, copied paths relative to report_dir)}.
     """
@@ -63,7 +68,10 @@ def copy_samples(groups: Sequence[Group], report_dir: Path) -> dict[str, tuple[s
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
             files.append(dst.relative_to(report_dir))
-        copied[group.label] = (run.name, files)
+        for midi in [report_dir / f for f in files if f.suffix in (".mid", ".midi")] if audio else []:
+            if not any(midi.with_suffix(s).exists() for s in AUDIO_SUFFIXES) and (sound := render_quietly(midi, audio)):
+                files.append(sound.relative_to(report_dir))
+        copied[group.label] = (run.name, sorted(files))
     return copied
 
 
@@ -141,7 +149,8 @@ def _comparison_table(comps: Sequence[dict]) -> str:
 
 
 def _samples(copied: dict[str, tuple[str, list[Path]]]) -> str:
-    """The samples section: per group, the run they come from and one line per sample (MIDI, piano roll)."""
+    """The samples section: per group, the run they come from and one line per sample (MIDI, piano roll, audio);
+    report/index.html plays them."""
     if not copied:
         return "No run has a samples/ folder."
     parts = []
@@ -177,8 +186,9 @@ def summary_markdown(
     comps: Sequence[dict],
     verdict: str,
     copied: dict,
+    with_samples: bool = True,
 ) -> str:
-    """summary.md: the verdict, the tables, the figures and the samples."""
+    """summary.md: the verdict, the tables, the figures and (unless not `with_samples`) the samples."""
     sections = [
         "# Posterior collapse across decoder conditionings",
         _sweep_line(sweep_dir, n_runs, groups, skipped),
@@ -232,7 +242,7 @@ def summary_markdown(
         "![KL curves](kl_curves.png)",
         "![z-gap](zgap.png)",
         "![reconstruction](recon.png)",
-        "## Samples",
-        _samples(copied),
     ]
+    if with_samples:
+        sections += ["## Samples", _samples(copied)]
     return "\n\n".join(sections) + "\n"

@@ -27,7 +27,7 @@ FIDELITY = (
     ("note_density_samples", "note density, samples"),
     ("note_density_data", "note density, data"),
 )
-SAMPLE_SUFFIXES = (".mid", ".midi", ".png")
+SAMPLE_SUFFIXES = (".mid", ".midi", ".png", ".ogg", ".wav")
 REPORT_DIRNAME = "report"
 
 
