@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # CUDA build). Bring your own: `make install TORCH_SPEC="torch==2.5.1"` or install torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test test-slow demo study lint clean-data
+.PHONY: install test test-slow test-browser demo study lint clean-data
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# The report page (the demo's after `make demo`, else one from synthetic runs) in headless Chromium: every
+# player loads, every figure renders, no console error; a screenshot lands beside the page (index.png).
+# Chromium comes from the system packages; where it cannot be installed the test skips and says why.
+test-browser: install
+	command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		{ apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }; } || \
+		echo "chromium could not be installed here: the browser test will skip"
+	$(PY) -m pip install -q -e ".[browser]"
+	$(PY) -m pytest -q -m slow tests/browser
 
 # The main job: the bundled Bach corpus -> cached segments (summary printed) -> one VAE per decoder
 # conditioning (in_attention, cross_attention and the `none` control at the demo_size recipe), three

@@ -48,7 +48,7 @@ def _figure(files: dict[str, Path] | None, caption: str) -> str:
         return ""
     parts = [f"<figcaption>{html.escape(caption)}</figcaption>"]
     if ".png" in files:
-        parts.append(f'<img src="{files[".png"].as_posix()}" alt="piano roll: {html.escape(caption)}" loading="lazy">')
+        parts.append(f'<img src="{files[".png"].as_posix()}" alt="piano roll: {html.escape(caption)}">')
     audio = next((files[s] for s in AUDIO_SUFFIXES if s in files), None)
     if audio is not None:
         parts.append(f'<audio controls preload="metadata" src="{audio.as_posix()}" type="{AUDIO_TYPES[audio.suffix]}"></audio>')

@@ -1,0 +1,87 @@
+"""The report page in a real browser (headless Chromium): every player loads, every figure renders.
+
+`make test-browser` runs it (installing Chromium from the system packages where it is missing). It opens
+the demo's report (outputs/demo/report/index.html after `make demo`; MUSICVAE_REPORT=path/to/index.html for
+another) or, when there is none, a report it writes from two synthetic runs, and saves a screenshot beside
+the page (index.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+
+
+def chromium() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("no chromium on PATH: `make test-browser` installs it (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[browser]'")
+    return path
+
+
+@pytest.fixture
+def report_page(tmp_path) -> Path:
+    """The page to open: MUSICVAE_REPORT, the demo's, or one written now from synthetic runs with samples."""
+    given = os.environ.get("MUSICVAE_REPORT")
+    if given:
+        return Path(given)
+    demo = ROOT / "outputs" / "demo" / "report" / "index.html"
+    if demo.is_file():
+        return demo
+    import pretty_midi
+
+    from musicvae.report import write_report
+
+    sweep = tmp_path / "sweep"
+    for i, mode in enumerate(("in_attention", "none")):
+        run = sweep / f"{i}_{mode}_seed0"
+        (run / "samples").mkdir(parents=True)
+        (run / "config.yaml").write_text(f"seed: 0\nmodel:\n  conditioning:\n    mode: {mode}\n")
+        (run / "metrics.csv").write_text("epoch,step,val/kl,val/zgap,val/distortion\n0,9,2.0,0.1,50\n0,19,2.0,0.1,49\n")
+        for kind in ("input", "reconstruct", "prior"):
+            pm = pretty_midi.PrettyMIDI()
+            pm.instruments.append(pretty_midi.Instrument(0))
+            pm.instruments[0].notes += [pretty_midi.Note(90, 60 + k, 0.5 * k, 0.5 * k + 0.5) for k in range(4)]
+            pm.write(str(run / "samples" / f"{kind}_000.mid"))
+    return write_report(sweep) / "index.html"
+
+
+def test_every_player_loads_and_every_figure_renders(report_page):
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(report_page.resolve().as_uri(), wait_until="load")
+            n_audio = page.locator("audio").count()
+            assert n_audio > 0, "the page has no player"
+            # one player at a time (a page may hold more players than Chromium loads at once), 10 s each
+            page.evaluate("""async () => { for (const a of document.querySelectorAll('audio')) {
+                if (a.readyState >= 1) continue;
+                await new Promise(done => { const t = setTimeout(done, 10000);
+                    for (const e of ['loadedmetadata', 'error']) a.addEventListener(e, () => { clearTimeout(t); done(); });
+                    a.preload = 'metadata'; a.load(); }); } }""")
+            durations = page.evaluate("() => [...document.querySelectorAll('audio')].map(a => [a.src, a.duration])")
+            bad = [(src, d) for src, d in durations if not (d and d > 0 and d != float("inf"))]
+            assert not bad, f"{len(bad)} of {n_audio} players do not load: {bad[:3]}"
+            page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
+            broken = page.evaluate("() => [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
+            assert not broken, f"figures that do not render: {broken[:3]}"
+            page.screenshot(path=str(report_page.with_name("index.png")), full_page=False)
+        finally:
+            browser.close()
+    assert not errors, f"console errors: {errors[:3]}"
