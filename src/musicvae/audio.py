@@ -167,13 +167,14 @@ def midi_files(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def render_many(paths: Iterable[Path], cfg: AudioConfig, overwrite: bool = False, progress: bool = True) -> RenderSummary:
-    """Render every file (beside it); a bad file is counted and skipped, the others go on."""
-    from tqdm.auto import tqdm
+    """Render every file (beside it), a progress bar on stderr; a bad file is counted and skipped, the others
+    go on."""
+    from musicvae.data.parallel import track_progress
 
     summary = RenderSummary()
     paths = list(paths)
     soundfont_bytes(cfg.soundfont)  # a bad SoundFont is one error up front, not one per file
-    for midi in tqdm(paths, desc="render", unit="file", disable=not progress or len(paths) < 2):
+    for midi in track_progress(paths, len(paths), "render", enabled=progress and len(paths) > 1):
         if not overwrite and cfg.path_for(midi).exists():
             summary.existing.append(midi)
             continue

@@ -127,9 +127,7 @@ def spread_segments(dm: MidiDataModule, split: str, most: int | None = None) -> 
     dataset = dm.datasets.get(split)
     if dataset is None or len(dataset.arrays) == 0:
         raise UserError(f"the {split} split of {dm.settings.name} holds no segments")
-    n = len(dataset.arrays)
-    step = max(1, n // most) if most else 1
-    return [dataset.arrays.window(i).tolist() for i in range(0, n, step)][: most or None]
+    return dataset.spread(most)
 
 
 @torch.no_grad()

@@ -148,3 +148,21 @@ def test_yaml_media_and_fidelity_nodes_hold_the_dataclass_defaults(compose_cfg):
     assert cfg["media"] == dataclasses.asdict(MediaConfig())
     fidelity = {k: v for k, v in dataclasses.asdict(FidelityConfig()).items() if k != "seed"}  # seed: the run's
     assert cfg["eval"]["fidelity"] == fidelity
+
+
+def test_render_script_renders_a_folder_and_names_what_it_skipped(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_script", Path(__file__).parents[2] / "scripts" / "render.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    write_notes(tmp_path / "a.mid", [(60, 0.0, 0.5)])
+    (tmp_path / "b.mid").write_bytes(b"")  # empty: not MIDI
+    script.main([str(tmp_path), "--format", "wav"])
+    out, err = capsys.readouterr()
+    assert out.strip() == "audio: 1 rendered, 0 already there, 1 failed"
+    assert "b.mid is not a readable MIDI file" in err and "Traceback" not in err
+    assert (tmp_path / "a.wav").is_file() and not (tmp_path / "b.wav").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2 and "nowhere: no such file or folder" in capsys.readouterr().err

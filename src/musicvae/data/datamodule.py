@@ -104,11 +104,12 @@ class SegmentDataset(Dataset):
             ids = self.shifter(ids)
         return torch.from_numpy(ids)
 
-    def spread(self, n: int) -> list[list[int]]:
-        """n segments spread evenly over the split (every k-th: across its pieces, not the first piece's
-        neighbouring windows), as token lists; the same for every run of the same data."""
-        step = max(1, len(self) // n) if n else 1
-        return [self[i].tolist() for i in range(0, len(self), step)][:n]
+    def spread(self, most: int | None = None) -> list[list[int]]:
+        """The split's segments as token lists (never transposed), in order; every k-th one when `most` caps
+        them: a spread over its pieces, not the first piece's neighbouring windows, the same for every run."""
+        n = len(self)
+        step = max(1, n // most) if most else 1
+        return [self.arrays.window(i).tolist() for i in range(0, n, step)][:most]
 
 
 class MidiDataModule(pl.LightningDataModule):
