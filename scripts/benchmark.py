@@ -7,11 +7,13 @@ python scripts/benchmark.py train latent=bar [bars=4]    # one latent per bar
 python scripts/benchmark.py sample [device=cuda length=512 batch_size=8 mode=cross_attention]
 python scripts/benchmark.py sample latent=bar [bars=16 length=1024]   # one latent per bar, a Bar every length/bars
 python scripts/benchmark.py compare [device=cuda what=train|sample|both d_model=128 layers=2]  # vs x-transformers
+python scripts/benchmark.py audio [path=data/midi/bach files=40 formats=ogg,wav]   # MIDI -> audio speed
 """
 
 import sys
 from pathlib import Path
 
+from musicvae.benchmarks import audio as audio_bench
 from musicvae.benchmarks import compare as compare_bench
 from musicvae.benchmarks import sample as sample_bench
 from musicvae.benchmarks import train as train_bench
@@ -26,6 +28,7 @@ BENCHMARKS = {
     "train": train_bench.main,
     "sample": sample_bench.main,
     "compare": compare_bench.main,  # needs the [bench] extra (x-transformers); says so when missing
+    "audio": audio_bench.main,
 }
 
 
