@@ -28,6 +28,18 @@ def chromium() -> str:
     return path
 
 
+def midi_seconds(src: str) -> float | None:
+    """The length the audio at file URL `src` should have: its MIDI's end plus the default tail."""
+    from urllib.parse import unquote, urlparse
+
+    import pretty_midi
+
+    from musicvae.audio import AudioConfig
+
+    midi = Path(unquote(urlparse(src).path)).with_suffix(".mid")
+    return pretty_midi.PrettyMIDI(str(midi)).get_end_time() + AudioConfig().tail if midi.is_file() else None
+
+
 @pytest.fixture
 def report_page(tmp_path) -> Path:
     """The page to open: MUSICVAE_REPORT, the demo's, or one written now from synthetic runs with samples."""
@@ -78,6 +90,9 @@ def test_every_player_loads_and_every_figure_renders(report_page):
             durations = page.evaluate("() => [...document.querySelectorAll('audio')].map(a => [a.src, a.duration])")
             bad = [(src, d) for src, d in durations if not (d and d > 0 and d != float("inf"))]
             assert not bad, f"{len(bad)} of {n_audio} players do not load: {bad[:3]}"
+            wrong = [(src, d, expected) for src, d in durations if (expected := midi_seconds(src)) is not None
+                     and abs(d - expected) > 0.1]  # fmt: skip
+            assert not wrong, f"players whose length is not their MIDI's (+ tail): {wrong[:3]}"
             page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
             broken = page.evaluate("() => [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
             assert not broken, f"figures that do not render: {broken[:3]}"
