@@ -31,6 +31,7 @@ from musicvae.data.attributes import (
 )
 from musicvae.data.config import DATA_SOURCE_KEYS
 from musicvae.data.datamodule import MidiDataModule
+from musicvae.data.parallel import track_progress
 from musicvae.errors import UserError
 from musicvae.generate import SamplingConfig
 from musicvae.inference import (
@@ -269,7 +270,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     own_model = own[..., [ATTRIBUTES.index(n) for n in names]]  # the inputs' own classes of the model's attributes
     for a in names:
         requested, got = [], []
-        for c in settings.classes:
+        for c in track_progress(settings.classes, len(settings.classes), f"control: {a} classes"):
             attrs = apply_class_changes(own_model, names, {a: (False, int(c))})
             gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
             got.append(achieved(reconstruct_segments(model, segments, mu, sampling, rules, gen, settings.batch_size, attrs)))
@@ -281,7 +282,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
         attrs = own_model if names else None
         for a in settings.vector_attributes:
             requested, got = [], []
-            for amount in settings.amounts:
+            for amount in track_progress(settings.amounts, len(settings.amounts), f"attribute vector: {a}"):
                 z = mu + float(amount) * vectors.vector(a).to(mu.device)
                 gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
                 got.append(achieved(reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)))
