@@ -4,11 +4,17 @@ check that a new run may resume from it. Nothing here imports Lightning or the t
 A checkpoint is Lightning's dict with our `hyper_parameters` (model config, KL and optimiser settings,
 tokenizer, data settings: self-contained) and a `musicvae` entry {format, version} written by
 `VAEModule.on_save_checkpoint`.
+
+Checkpoints load with `weights_only=True`: tensors, plain containers and numbers only, so a checkpoint
+from elsewhere cannot run code while it is read. Ours hold nothing else (the class edges and settings are
+plain dicts, Lightning's loop and callback states plain data), so the allow-list of extra types,
+`SAFE_GLOBALS`, is empty; a type added to a checkpoint later must be added there, deliberately.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from musicvae.errors import UserError
 from musicvae.models.vae import RUN_OPTIONS, MusicVAE, VAEConfig
 
 CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
+SAFE_GLOBALS: list = []  # types beyond tensors and plain data that our checkpoints may hold (none today)
 MODEL_PREFIX = "model."  # the LightningModule keeps the MusicVAE as `self.model`
 
 
@@ -32,10 +39,7 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: pass the .ckpt of a training run (its checkpoints/ folder)")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
+    ckpt = safe_load(path, device)
     if not isinstance(ckpt, dict) or "musicvae" not in ckpt or "hyper_parameters" not in ckpt:
         raise UserError(f"{path} is not a musicvae training checkpoint (no model config in it)")
     fmt = ckpt["musicvae"].get("format")
@@ -47,6 +51,25 @@ def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     hp = ckpt["hyper_parameters"]
     _fill_model_keys_added_since(hp.get("model"), hp.get("data"))
     return ckpt
+
+
+def safe_load(path: Path, device: str = "cpu"):
+    """torch.load with weights_only=True (and SAFE_GLOBALS); one UserError naming the file for a file that is
+    not a PyTorch checkpoint, or one that holds pickled objects (code could run while they are read)."""
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if refused is None:
+            raise UserError(f"{path} is not a PyTorch checkpoint (UnpicklingError): pass a musicvae .ckpt") from None
+        raise UserError(
+            f"{path} holds a pickled Python object ({refused[1]}) besides tensors and plain data: refused, since "
+            "musicvae loads checkpoints with weights_only=True so that a file from elsewhere cannot run code; "
+            "use a checkpoint written by musicvae's train()"
+        ) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}): pass a musicvae .ckpt") from None
 
 
 ATTRIBUTE_BINS_KEY = "musicvae_attribute_bins"  # model.attributes: the class edges (AttributeBins.to_dict())

@@ -88,7 +88,7 @@ class AttributeVectors:
                 f"python scripts/attributes.py ckpt={path.with_name(path.name.replace(VECTORS_SUFFIX, '.ckpt'))}"
             )
         try:
-            d = torch.load(path, map_location="cpu", weights_only=False)
+            d = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
             if d.get("format") != VECTORS_FORMAT:
                 raise ValueError(f"format {d.get('format')}")
             return cls(tuple(d["names"]), d["vectors"], AttributeBins.from_dict(d["bins"]), d["latent"], int(d["n"]),

@@ -185,7 +185,7 @@ def test_missing_and_broken_checkpoints_are_clear_errors(tiny_run, tmp_path):
     torch.save({"state_dict": {}}, other)
     with pytest.raises(UserError, match="not a musicvae training checkpoint"):
         load_checkpoint(other)
-    old = torch.load(tiny_run["ckpt"], weights_only=False)
+    old = torch.load(tiny_run["ckpt"], weights_only=True)
     old["musicvae"]["format"] = 0
     torch.save(old, tmp_path / "old.ckpt")
     with pytest.raises(UserError, match="checkpoint format 0"):

@@ -129,7 +129,7 @@ def test_a_two_process_run_trains_once_into_one_folder(midi_folder, tmp_path):
     assert not re.search(r"\[rank 1\]\[musicvae\.data", out)
     seeds = noise_seeds(out)
     assert set(seeds) == {0, 1} and seeds[0].isdisjoint(seeds[1])  # each rank its own noise
-    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
         "state_dict"
     ]
     assert state and all(key.startswith("model.") for key in state)  # not DDP's `module.` wrapper
@@ -205,7 +205,7 @@ def test_two_processes_train_like_one_process_with_the_same_global_batch(train_c
     for step in a:
         for key in VAL_KEYS:
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-4, abs=1e-5), (step, key)
-    wa = torch.load(one["last_ckpt"], map_location="cpu", weights_only=False)["state_dict"]
-    wb = torch.load(two["last_ckpt"], map_location="cpu", weights_only=False)["state_dict"]
+    wa = torch.load(one["last_ckpt"], map_location="cpu", weights_only=True)["state_dict"]
+    wb = torch.load(two["last_ckpt"], map_location="cpu", weights_only=True)["state_dict"]
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-4
     assert a[5]["val/elbo"] < a[2]["val/elbo"] * 0.99  # ... while training moved them by far more

@@ -88,7 +88,7 @@ def test_checkpoints_every_n_steps_bound_what_a_kill_costs(overrides, compose_cf
     run = tmp_path / "killed"
     proc = run_and_signal(run, overrides(run, "trainer.checkpoint_every_n_steps=4"), "SIGKILL")
     assert proc.returncode == -9, proc.stderr[-2000:]
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 12  # the newest multiple of 4 before the kill at 13, not validation's 10
     whole = train(compose_cfg("train", overrides(tmp_path / "whole", "trainer.checkpoint_every_n_steps=4")))
     assert train(compose_cfg("train", overrides(run, "trainer.checkpoint_every_n_steps=4", "resume=true")))["global_step"] == 30
@@ -114,7 +114,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides
     proc = run_and_signal(run, overrides(run), signal)
     assert proc.returncode == 143, proc.stderr[-2000:]
     assert "interrupted: SIGTERM at step" in proc.stderr and "Traceback" not in proc.stderr
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] > 10  # saved at the signal, not the step-10 validation's checkpoint
     assert not (run / "finished.json").exists()  # a sweep started again will resume it, not skip it
     result = train(compose_cfg("train", overrides(run, "resume=true")))
@@ -147,7 +147,7 @@ def test_a_diverging_run_stops_with_one_clear_error_or_skips(overrides, compose_
             result = train(cfg)
     finally:
         VAEModule.loss_terms = real
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())  # never a NaN checkpoint
     if on_nan == "skip":
         assert result["global_step"] == 30

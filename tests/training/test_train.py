@@ -48,7 +48,7 @@ def test_train_every_conditioning_writes_metrics_and_checkpoints(train_cfg, mode
     # -ELBO = distortion + rate, each logged (the formula by hand: tests/training/test_validation.py)
     assert last_value(rows, "val/elbo") == pytest.approx(last_value(rows, "val/distortion") + last_value(rows, "val/kl"), rel=1e-5)
     assert last_value(rows, "val/rate") == last_value(rows, "val/kl")
-    ckpt = torch.load(result["last_ckpt"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(result["last_ckpt"], map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
     assert hp["model"]["conditioning"]["mode"] == mode
     assert hp["tokenizer"] and hp["data"]["bars"] == 4

@@ -215,7 +215,8 @@ def train(cfg: DictConfig) -> dict:
     try:
         try:
             with ddp_processes(trainer, run_dir):
-                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                            weights_only=True)  # read_checkpoint loaded it so first (the same check, one clear error)
         except SIGTERMException:
             last = last_checkpoint(run_dir)
             raise Interrupted(
