@@ -50,7 +50,7 @@ demo: install
 	$(PY) scripts/sample.py ckpt=$(DEMO_DIR)/0_in_attention_seed0/checkpoints/last.ckpt mode=interpolate \
 		input=data/midi/bach/bwv1.6.mid input2=data/midi/bach/bwv10.7.mid steps=5 top_p=0.9 \
 		out_dir=$(DEMO_DIR)/samples/interpolate
-	@echo "report: $(DEMO_DIR)/report/summary.md  samples: $(DEMO_DIR)/samples/"
+	@echo "report: $(DEMO_DIR)/report/index.html (and summary.md)  samples: $(DEMO_DIR)/samples/"
 
 # The rate-distortion study of docs/results/rate_distortion_demo/: in_attention, cross_attention and
 # none x beta 0.05/0.2/1.0 x seeds 0/1/2 at the demo_size recipe, one process per seed (one thread each:

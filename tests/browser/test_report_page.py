@@ -2,8 +2,8 @@
 
 `make test-browser` runs it (installing Chromium from the system packages where it is missing). It opens
 the demo's report (outputs/demo/report/index.html after `make demo`; MUSICVAE_REPORT=path/to/index.html for
-another) or, when there is none, a report it writes from two synthetic runs, and saves a screenshot beside
-the page (index.png).
+another) or, when there is none, a report it writes from two synthetic runs, and saves screenshots beside
+the page: index.png (its top: the verdict), index_listen.png (the players).
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def test_every_player_loads_and_every_figure_renders(report_page):
             page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
             broken = page.evaluate("() => [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
             assert not broken, f"figures that do not render: {broken[:3]}"
-            page.screenshot(path=str(report_page.with_name("index.png")), full_page=False)
+            page.screenshot(path=str(report_page.with_name("index.png")), full_page=False)  # the verdict
+            page.evaluate("() => [...document.querySelectorAll('h2')].find(h => h.textContent === 'Listen').scrollIntoView()")
+            page.screenshot(path=str(report_page.with_name("index_listen.png")), full_page=False)  # the players
         finally:
             browser.close()
     assert not errors, f"console errors: {errors[:3]}"

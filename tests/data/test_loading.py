@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from musicvae.data import BOS_ID, EOS_ID, PAD_ID, DataConfig, MidiDataModule, loading
 from musicvae.data.loading import BatchedDataset, LengthGroupedBatches, LoaderSettings, collate_segments
@@ -188,10 +188,10 @@ def test_ddp_train_loader_keeps_this_ranks_length_grouped_batches(grouped_dm):
                 train[i].tolist() for i in indices
             ]
 
-    dm.trainer = ddp_trainer(1)  # without grouping Lightning shards the plain loader itself, as before
+    dm.trainer = ddp_trainer(1)  # without grouping: the same sampler (seeded, resumable), batches not sorted
     dm.settings = dataclasses.replace(dm.settings, group_by_length=False)
     plain = _process_dataloader(dm.trainer, TrainerFn.FITTING, RunningStage.TRAINING, dm.train_dataloader())
-    assert type(plain.sampler) is DistributedSampler and plain.sampler.rank == 1
+    assert isinstance(plain.sampler, LengthGroupedBatches) and not plain.sampler.group and plain.sampler.rank == 1
 
 
 def test_loaders_get_workers_and_pinned_memory_only_for_a_gpu_trainer(grouped_dm):
@@ -210,3 +210,37 @@ def test_loaders_get_workers_and_pinned_memory_only_for_a_gpu_trainer(grouped_dm
     assert dm.val_sample_batches().num_workers == 0  # rebuilt at every validation: never workers
     dm.settings = dataclasses.replace(dm.settings, loader_workers=0)
     assert dm.train_dataloader().num_workers == 0 and dm.train_dataloader().pin_memory  # an explicit 0 wins
+
+
+def test_a_resumed_sampler_goes_on_where_the_epoch_stopped():
+    lengths = np.random.default_rng(2).integers(20, 300, size=100)
+    whole = LengthGroupedBatches(lengths, 8, pool=5, seed=4)
+    whole.set_epoch(1)
+    epoch1 = list(whole)
+    resumed = LengthGroupedBatches(lengths, 8, pool=5, seed=4)
+    resumed.resume_after(epoch=1, batches=3)
+    assert list(resumed) == epoch1[3:]  # the rest of epoch 1, in its order
+    assert list(resumed) == epoch1  # then whole passes again (until Lightning moves the epoch on)
+    resumed.resume_after(epoch=1, batches=len(resumed))  # stopped at the epoch's end: the next one, whole
+    whole.set_epoch(2)
+    assert list(resumed) == list(whole)
+    assert len({b.seed for b in epoch1}) == len(epoch1)  # every batch its own seed...
+    assert {b.seed for b in epoch1}.isdisjoint(b.seed for b in whole)  # ...and other ones in another epoch
+
+
+def test_transpositions_come_from_the_batch_not_the_global_stream(grouped_dm):
+    """Each batch's random shifts are drawn from its own seed: the same batch loads the same whatever the
+    global random state (a loader fetches ahead of training, and a resumed run restores the state later)."""
+    from musicvae.data.datamodule import PitchShifter, SegmentDataset
+    from musicvae.data.tokenize import token_table
+
+    train = grouped_dm.datasets["train"]
+    shifted = BatchedDataset(SegmentDataset(train.arrays, PitchShifter(token_table(grouped_dm.tokenizer), 5)))
+    batch = next(iter(LengthGroupedBatches(train.lengths, 4, seed=0)))
+    torch.manual_seed(1)
+    first = shifted[batch]
+    torch.manual_seed(2)
+    assert [t.tolist() for t in shifted[batch]] == [t.tolist() for t in first]
+    assert any(t.tolist() != train[i].tolist() for t, i in zip(first, batch, strict=True))  # shifted at all
+    other = type(batch)(list(batch), batch.seed + 1)
+    assert [t.tolist() for t in shifted[other]] != [t.tolist() for t in first]  # another seed, other shifts

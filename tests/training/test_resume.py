@@ -1,6 +1,7 @@
 """Resume that keeps everything: a run killed with SIGKILL after a checkpoint, or stopped by SIGTERM,
-resumed into its own folder, has every logged step in metrics.csv exactly once, as an uninterrupted run
-does; SIGTERM saves a checkpoint and exits 143; a diverging run stops with one clear error."""
+resumed into its own folder, has every logged step in metrics.csv exactly once and ends with the values,
+weights, optimizer and scheduler state of an uninterrupted run (same data position, same noise); SIGTERM
+saves a checkpoint and exits 143; a diverging run stops with one clear error."""
 
 from __future__ import annotations
 
@@ -66,6 +67,29 @@ def logged(run: Path) -> list[tuple[int, tuple[str, ...]]]:
         return [(int(r["step"]), tuple(sorted(k for k, v in r.items() if v and k != "step"))) for r in csv.DictReader(f)]
 
 
+def assert_trained_alike(resumed: Path, whole: Path) -> None:
+    """The resumed run ends where the uninterrupted one does: every logged value (to 1e-5 relative), the
+    weights, the optimizer's moments and step, the scheduler, the step and epoch (to 1e-6). A resume that
+    restarted from fresh weights, replayed or skipped batches, or drew other noise would differ."""
+    with open(resumed / "metrics.csv", newline="") as f, open(whole / "metrics.csv", newline="") as g:
+        mine, theirs = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r.keys() for r in mine] == [r.keys() for r in theirs] and len(mine) == len(theirs)
+    for a, b in zip(mine, theirs, strict=True):
+        for key in a:
+            assert (a[key] == "") == (b[key] == ""), (a["step"], key)
+            if a[key]:
+                assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-7), (a["step"], key)
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True) for r in (resumed, whole))
+    assert (a["global_step"], a["epoch"]) == (b["global_step"], b["epoch"])
+    for name, tensor in b["state_dict"].items():
+        torch.testing.assert_close(a["state_dict"][name], tensor, rtol=1e-6, atol=1e-6, msg=name)
+    for mine_opt, their_opt in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for index, state in their_opt["state"].items():
+            for key, value in state.items():
+                torch.testing.assert_close(mine_opt["state"][index][key], value, rtol=1e-6, atol=1e-6)
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+
+
 def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_cfg, tmp_path):
     whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
 
@@ -80,6 +104,7 @@ def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_
     assert result["global_step"] == 30 and result["run_dir"] == run
     rows = logged(run)
     assert rows == logged(whole)  # every step, every metric, once each and in order
+    assert_trained_alike(run, whole)  # and with the same values: same data position, noise and state
     steps = [json.loads(line)["step"] for line in (run / "kl_per_dim.jsonl").read_text().splitlines()]
     assert steps == [10, 20, 30]
 
@@ -93,6 +118,7 @@ def test_checkpoints_every_n_steps_bound_what_a_kill_costs(overrides, compose_cf
     whole = train(compose_cfg("train", overrides(tmp_path / "whole", "trainer.checkpoint_every_n_steps=4")))
     assert train(compose_cfg("train", overrides(run, "trainer.checkpoint_every_n_steps=4", "resume=true")))["global_step"] == 30
     assert logged(run) == logged(whole["run_dir"])
+    assert_trained_alike(run, whole["run_dir"])
 
 
 def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
@@ -120,6 +146,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides
     result = train(compose_cfg("train", overrides(run, "resume=true")))
     assert result["global_step"] == 30
     assert logged(run) == logged(whole)
+    assert_trained_alike(run, whole)
 
 
 @pytest.mark.parametrize("on_nan", ["stop", "skip"])

@@ -56,6 +56,13 @@ from musicvae.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def own_generator() -> torch.Generator:
+    """A loader's own generator for the seed it gives its workers (seeded with the run's seed): without one,
+    every new loader iterator draws from the global stream, so a run resumed mid-epoch (one iterator more)
+    would draw different noise from then on than the uninterrupted run."""
+    return torch.Generator().manual_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)))
+
+
 class PitchShifter:
     """Transposes the Pitch tokens of a segment, keeping every pitch inside the vocabulary."""
 
@@ -79,9 +86,9 @@ class PitchShifter:
         out[is_pitch] = self.table.pitch_to_id[self.table.pitch[out[is_pitch]] + semitones]
         return out
 
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
+    def __call__(self, ids: np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:
         low, high = self.shift_range(ids)
-        return self.shift(ids, int(torch.randint(low, high + 1, ())))
+        return self.shift(ids, int(torch.randint(low, high + 1, (), generator=generator)))
 
 
 class SegmentDataset(Dataset):
@@ -99,9 +106,13 @@ class SegmentDataset(Dataset):
         return self.arrays.lengths
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        return self.item(index)
+
+    def item(self, index: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Segment `index`, transposed (with a shifter) by a shift drawn from `generator` (None: the global one)."""
         ids = np.asarray(self.arrays.window(index), dtype=np.int64)
         if self.shifter is not None:
-            ids = self.shifter(ids)
+            ids = self.shifter(ids, generator)
         return torch.from_numpy(ids)
 
     def spread(self, most: int | None = None) -> list[list[int]]:
@@ -123,6 +134,7 @@ class MidiDataModule(pl.LightningDataModule):
         self._manifest: dict | None = None
         self.datasets: dict[str, SegmentDataset] = {}
         self._val_sample: EvalSample | None = None
+        self._resume_position = (0, 0)  # (epoch, batches done) a resumed run goes on from (load_state_dict)
 
     @classmethod
     def with_tokenizer(cls, data_cfg: Any, tokenizer) -> MidiDataModule:
@@ -221,6 +233,7 @@ class MidiDataModule(pl.LightningDataModule):
             batch_size=self.settings.batch_size,
             sampler=ShardedSampler(dataset, rank, world_size),
             collate_fn=partial(collate_with_positions, collate=self.collate),
+            generator=own_generator(),
             **settings.dataloader_kwargs(),
         )
 
@@ -242,9 +255,11 @@ class MidiDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             self.setup()
         dataset, settings = self.datasets[split], self.loader_settings()
-        if shuffle and self.settings.group_by_length:
-            # this rank's share of the length-grouped batches, seeded alike on every rank; Lightning keeps
-            # the sampler under DDP and calls its set_epoch (see LengthGroupedBatches)
+        if shuffle:
+            # this rank's share of the shuffled (length-grouped with group_by_length) batches, seeded alike on
+            # every rank by the run's seed and the epoch; Lightning keeps the sampler under DDP and calls its
+            # set_epoch (see LengthGroupedBatches). A run resumed mid-epoch goes on after the batches its
+            # checkpoint had trained on, as the uninterrupted run would.
             rank, world = self._rank_and_world()
             sampler = LengthGroupedBatches(
                 dataset.lengths,
@@ -252,13 +267,34 @@ class MidiDataModule(pl.LightningDataModule):
                 rank=rank,
                 world_size=world,
                 seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # set by seed_everything, as Lightning's samplers
+                group=self.settings.group_by_length,
             )
-            log.info("%s batches grouped by length: rank %d of %d, %d batches", split, rank, world, len(sampler))
+            sampler.resume_after(*self._position())
+            grouped = "grouped by length" if self.settings.group_by_length else "shuffled"
+            log.info("%s batches %s: rank %d of %d, %d batches (epoch %d: %d done)", split, grouped, rank, world,
+                     len(sampler), sampler.epoch, sampler.skip)  # fmt: skip
             batching: dict[str, Any] = {"dataset": BatchedDataset(dataset), "sampler": sampler, "batch_size": None}
-        else:  # under DDP Lightning puts a DistributedSampler in
-            batching = {"dataset": dataset, "batch_size": self.settings.batch_size, "shuffle": shuffle}
+        else:  # in order; under DDP Lightning puts a DistributedSampler in
+            batching = {"dataset": dataset, "batch_size": self.settings.batch_size, "shuffle": False}
         log.debug("%s loader: %s", split, settings)
-        return DataLoader(**batching, collate_fn=self.collate, **settings.dataloader_kwargs())
+        return DataLoader(**batching, collate_fn=self.collate, generator=own_generator(), **settings.dataloader_kwargs())
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: where training is in the data, (epoch, its batches trained on).
+        Lightning counts a batch processed before the hooks that may save a checkpoint after it run."""
+        if self.trainer is None:
+            return {}
+        return {"epoch": self.trainer.current_epoch,
+                "batches_done": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)}  # fmt: skip
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A resumed run's position: the train loader built next goes on from it (Lightning restores this
+        before it asks for the loader, and sets the sampler's epoch only when the next epoch starts)."""
+        self._resume_position = (int(state_dict.get("epoch", 0)), int(state_dict.get("batches_done", 0)))
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batches of it to leave out) for the train loader: (0, 0) unless resuming."""
+        return self._resume_position
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
