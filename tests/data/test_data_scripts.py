@@ -61,7 +61,7 @@ def test_benchmark_rejects_an_unknown_name(capsys):
         main(["nosuch"])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == (
-        "error: unknown benchmark 'nosuch': choose one of data, train, sample, compare (python scripts/benchmark.py data)"
+        "error: unknown benchmark 'nosuch': choose one of data, train, sample, compare, audio (python scripts/benchmark.py data)"
     )
 
 
