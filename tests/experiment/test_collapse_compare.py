@@ -19,7 +19,7 @@ def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tm
         "data.batch_size=4", "data.max_tokens=128", "data.val_fraction=0.25", "trainer=debug",
         "trainer.max_steps=4", "trainer.val_check_interval=2", "model.d_model=32", "model.layers=1",
         "model.heads=2", "model.latent_dim=8", "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
-        "eval.fidelity.n_files=1", f"model.latent={latent}",
+        "eval.fidelity.n_files=1", "eval.fidelity.interpolation_steps=2", f"model.latent={latent}",
     ]  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "scripts/train.py", "-m", "experiment=collapse_compare",
@@ -40,3 +40,8 @@ def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tm
     summary = (report / "summary.md").read_text()
     assert "Verdict" in summary and (report / "kl_curves.png").stat().st_size > 10_000
     assert any((report / "samples" / "in_attention").glob("*.mid"))
+    # per group: input 0 | its reconstruction, the path (input 0, 2 steps; input 1 is not kept with n_files=1),
+    # one prior sample: 6 players, each with its audio beside it
+    page = (report / "index.html").read_text()
+    assert page.count("<audio") == 2 * 6 and len(list((report / "samples").glob("*/*.ogg"))) == 2 * 5
+
