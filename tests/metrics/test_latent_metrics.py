@@ -150,3 +150,21 @@ def test_mi_terms_against_a_reference_are_exact_in_any_chunking_and_split():
     parts = [mutual_information_terms(z[i], mu[i], logvar[i], mu, logvar) for i in perm.split(6)]
     assert torch.allclose(torch.cat(parts), whole[perm], atol=1e-12)
     assert (whole <= math.log(40) + 1e-9).all()  # each term is bounded by log N
+
+
+def test_active_units_decides_in_float64_as_every_latent_statistic():
+    """float32 means (as training logs them) whose variance lies just above the threshold in float64 and
+    just below it once rounded to float32: an active unit, which a float32 comparison would call collapsed."""
+    import numpy as np
+
+    from musicvae.metrics.latent import active_units
+
+    a = np.float32(0.07)
+    while float(np.float32(2 * float(a) ** 2)) >= 2 * float(a) ** 2:  # a value whose 2a² rounds down in float32
+        a = np.nextafter(a, np.float32(1))
+    variance = 2 * float(a) ** 2  # the unbiased variance of [a, -a], exact in float64
+    threshold = (float(np.float32(variance)) + variance) / 2  # between the float32 rounding and the value
+    mu = torch.tensor([[a], [-a]], dtype=torch.float32)
+    count, variances = active_units(mu, threshold)
+    assert variances.dtype == torch.float64 and variances.item() == variance > threshold
+    assert count == 1

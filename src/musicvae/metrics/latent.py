@@ -14,13 +14,15 @@ from torch import Tensor
 def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     """Active units (Burda et al. 2015): dim u is active if Var_x(E_q[z_u | x]) > threshold.
 
-    mu: [N, c] posterior means over the whole eval set (N >= 2) → (count, variances [c]). The variance
-    is the unbiased one (as He et al.'s `calc_au`); a collapsed dim has the same mean for every x.
+    mu: [N, c] posterior means over the whole eval set (N >= 2) → (count, variances [c] float64). The
+    variance is the unbiased one (as He et al.'s `calc_au`); a collapsed dim has the same mean for every x.
+    Computed and compared in float64, as every latent statistic here (MI, the log densities): the variance
+    of near-constant columns is a difference of close numbers, and a float32 cast could move a variance
+    that lies just above the threshold below it.
     """
     if mu.dim() != 2 or mu.shape[0] < 2:
         raise ValueError(f"active_units needs mu of shape [N >= 2, c], got {tuple(mu.shape)}")
-    # float64: the variance of near-constant columns is a difference of close numbers.
-    variances = mu.detach().double().var(dim=0, unbiased=True).to(mu.dtype)
+    variances = mu.detach().double().var(dim=0, unbiased=True)
     return int((variances > threshold).sum().item()), variances
 
 
