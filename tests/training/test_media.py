@@ -59,3 +59,14 @@ def test_offline_wandb_run_holds_audio_and_piano_roll_media(train_cfg, offline_w
     assert audio == ["input_0", "input_1", "prior_0", "recon_0", "recon_1"]
     assert len(images) == 5 and len(html) == 1
     assert all(p.read_bytes()[:4] == b"OggS" for p in (run / "files" / "media" / "audio").rglob("*.ogg"))
+
+
+@pytest.mark.parametrize(("start", "first"), [(0, 600), (599, 600), (600, 1200), (1300, 1800)])
+def test_a_resumed_run_logs_media_at_the_next_multiple_after_its_step(tmp_path, start, first):
+    from types import SimpleNamespace
+
+    from musicvae.training.media import MediaConfig, ValidationMedia
+
+    media = ValidationMedia(MediaConfig(every_n_steps=600), tmp_path, audio=None)
+    media.on_fit_start(SimpleNamespace(global_step=start), None)
+    assert media.next_step == first

@@ -71,8 +71,8 @@ class ValidationMedia(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         every = self.cfg.every_n_steps
-        if every > 0:  # a resumed run goes on at the next multiple after its step
-            self.next_step = max(every, -(-trainer.global_step // every) * every)
+        if every > 0:  # the next multiple after the step training starts from (a resumed run's media went before)
+            self.next_step = (trainer.global_step // every + 1) * every
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         every, step = self.cfg.every_n_steps, trainer.global_step
