@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pretty_midi
 
+from musicvae.data.cache import find_midi_files
 from musicvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("ogg", "wav")
-MIDI_SUFFIXES = (".mid", ".midi")
+AUDIO_SUFFIXES = tuple(f".{f}" for f in FORMATS)  # what a rendered file may end with
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 MIDI_CHANNELS = 15  # pretty_midi gives each non-drum instrument its own channel of 16 (9 is the drums') while they last
 
@@ -155,7 +156,7 @@ def midi_files(paths: Iterable[Path | str]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.suffix.lower() in MIDI_SUFFIXES and f.is_file())
+            inside = [p / f for f in find_midi_files(p)]
             if not inside:
                 raise UserError(f"no .mid/.midi files under {p}")
             found += inside

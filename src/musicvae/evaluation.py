@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicvae.audio import AudioConfig, render_quietly
+from musicvae.audio import AudioConfig
 from musicvae.errors import UserError
 from musicvae.generate import NonFiniteModel, SamplingConfig, decode_latents
 from musicvae.inference import Examples, interpolation_path, reconstruct_and_sample, token_rules
 from musicvae.metrics.music import chroma_similarity, groove_similarity, note_density, pitch_class_entropy
 from musicvae.models.vae import MusicVAE
-from musicvae.render import piano_roll_png, tokens_to_pretty_midi
+from musicvae.render import tokens_to_pretty_midi, write_sample
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,10 @@ def _evaluate(
     path = _interpolation(model, inputs, examples, cfg, sampling, rules, gen) if len(recons) >= 2 else []
     for kind, pms in (("prior", priors), ("reconstruct", recons), ("input", originals)):
         for i, pm in enumerate(pms[: cfg.n_files]):
-            _write_sample(pm, samples_dir / f"{kind}_{i:03d}.mid", f"{kind} {i}", audio)
+            write_sample(pm, samples_dir / f"{kind}_{i:03d}.mid", f"{kind} {i}", audio)
     for k, ids in enumerate(path):
         title = f"interpolate: input 0 -> input 1, step {k}, α = {k / (len(path) - 1):.2f}"
-        _write_sample(_midi(tokenizer, ids), samples_dir / f"interpolate_{k:03d}.mid", title, audio)
+        write_sample(_midi(tokenizer, ids), samples_dir / f"interpolate_{k:03d}.mid", title, audio)
     log.info("fidelity: %s", json.dumps(result))
     return result
 
@@ -140,10 +140,3 @@ def _interpolation(model: MusicVAE, inputs, examples: Examples, cfg: FidelityCon
     z = interpolation_path(examples.mu[:2], cfg.interpolation_steps, inputs[:2], rules)  # (S, c) or (S, K, c)
     bars = None if model.per_bar else examples.bars
     return decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars)
-
-
-def _write_sample(pm, path: Path, title: str, audio: AudioConfig | None) -> None:
-    """A sample as MIDI, its piano roll beside it, and its audio (unless None)."""
-    pm.write(str(path))
-    piano_roll_png(pm, path.with_suffix(".png"), title=title)
-    render_quietly(path, audio)

@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from musicvae.audio import AUDIO_SUFFIXES
 from musicvae.report import read_csv, read_verdict, write_report
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def log_report_to_wandb(
         }
         if images:
             run.log(images)
-        if (page := report_dir / "index.html").is_file():  # its media are links: the samples table plays them
+        if (page := report_dir / "index.html").is_file():  # its media are links: sample_media carries them
             run.log({"report/page": wandb.Html(page.read_text(), inject=False)})
         if samples := sample_media(report_dir):
             run.log(samples)
@@ -79,7 +80,7 @@ def sample_media(report_dir: Path) -> dict:
 
     media = {}
     for audio in sorted((report_dir / "samples").glob("*/*")):
-        if audio.suffix in (".ogg", ".wav"):
+        if audio.suffix in AUDIO_SUFFIXES:
             key = f"samples/{audio.parent.name}/{audio.stem}"
             media[key] = wandb.Audio(str(audio), caption=f"{audio.parent.name}: {audio.stem}")
             if (roll := audio.with_suffix(".png")).is_file():

@@ -1,4 +1,5 @@
-"""Token ids to MIDI files and piano-roll PNGs (sampling and evaluation write their results through here)."""
+"""Token ids to MIDI files, piano-roll PNGs and audio (sampling, evaluation and the media logged while training
+write their samples through `write_sample`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
+from musicvae.audio import AudioConfig, render_quietly
 from musicvae.data.tokenize import tokens_to_midi
 
 
@@ -37,10 +39,21 @@ def tokens_to_pretty_midi(tokenizer, ids: list[int]) -> tuple[pretty_midi.Pretty
     return score_to_pretty_midi(score), dropped
 
 
+def write_sample(
+    pm: pretty_midi.PrettyMIDI, midi_path: Path, title: str | None = None, audio: AudioConfig | None = None
+) -> Path | None:  # fmt: skip
+    """`pm` as a MIDI file, its piano roll beside it (titled `title`; none when None) and its audio (unless
+    `audio` is None) -> the audio's path (None without audio, or when rendering failed: a warning)."""
+    pm.write(str(midi_path))
+    if title is not None:
+        piano_roll_png(pm, Path(midi_path).with_suffix(".png"), title=title)
+    return render_quietly(Path(midi_path), audio)
+
+
 def write_midi(tokenizer, ids: list[int], path: Path) -> tuple[pretty_midi.PrettyMIDI, int]:
     """Decode token ids to `path` (always a valid MIDI file). Returns it as PrettyMIDI and the tokens dropped."""
     pm, dropped = tokens_to_pretty_midi(tokenizer, ids)
-    pm.write(str(path))
+    write_sample(pm, path)
     return pm, dropped
 
 

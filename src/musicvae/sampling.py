@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-from musicvae.audio import AudioConfig, render_quietly
+from musicvae.audio import AudioConfig
 from musicvae.control import AttributeVectors, vectors_path
 from musicvae.data.attributes import ATTRIBUTES, N_CLASSES
 from musicvae.data.segments import midi_to_windows
@@ -53,7 +53,7 @@ from musicvae.inference import (
     token_rules,
 )
 from musicvae.models.vae import MusicVAE
-from musicvae.render import grid_png, piano_roll_png, write_midi
+from musicvae.render import grid_png, tokens_to_pretty_midi, write_sample
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
@@ -327,12 +327,11 @@ def write_result(
 ):  # fmt: skip
     """`name`.mid (and `name`.png titled `title`, unless None; its audio, unless None)
     -> (its samples.json record, PrettyMIDI)."""
-    pm, dropped = write_midi(tok, ids, out / f"{name}.mid")
-    if title is not None:
-        piano_roll_png(pm, out / f"{name}.png", title=title)
+    pm, dropped = tokens_to_pretty_midi(tok, ids)
+    sound = write_sample(pm, out / f"{name}.mid", title, audio)
     record = {"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
               "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped}  # fmt: skip
-    if (sound := render_quietly(out / f"{name}.mid", audio)) is not None:
+    if sound is not None:
         record["audio"] = sound.name
     return record, pm
 

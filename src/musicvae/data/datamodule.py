@@ -56,11 +56,16 @@ from musicvae.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def run_seed() -> int:
+    """The run's seed, as seed_everything sets it for Lightning's samplers (0 outside a run)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
 def own_generator() -> torch.Generator:
     """A loader's own generator for the seed it gives its workers (seeded with the run's seed): without one,
     every new loader iterator draws from the global stream, so a run resumed mid-epoch (one iterator more)
     would draw different noise from then on than the uninterrupted run."""
-    return torch.Generator().manual_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)))
+    return torch.Generator().manual_seed(run_seed())
 
 
 class PitchShifter:
@@ -266,10 +271,10 @@ class MidiDataModule(pl.LightningDataModule):
                 self.settings.batch_size,
                 rank=rank,
                 world_size=world,
-                seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # set by seed_everything, as Lightning's samplers
+                seed=run_seed(),  # the same on every rank
                 group=self.settings.group_by_length,
             )
-            sampler.resume_after(*self._position())
+            sampler.resume_after(*self._resume_position)
             grouped = "grouped by length" if self.settings.group_by_length else "shuffled"
             log.info("%s batches %s: rank %d of %d, %d batches (epoch %d: %d done)", split, grouped, rank, world,
                      len(sampler), sampler.epoch, sampler.skip)  # fmt: skip
@@ -291,10 +296,6 @@ class MidiDataModule(pl.LightningDataModule):
         """A resumed run's position: the train loader built next goes on from it (Lightning restores this
         before it asks for the loader, and sets the sampler's epoch only when the next epoch starts)."""
         self._resume_position = (int(state_dict.get("epoch", 0)), int(state_dict.get("batches_done", 0)))
-
-    def _position(self) -> tuple[int, int]:
-        """(epoch, batches of it to leave out) for the train loader: (0, 0) unless resuming."""
-        return self._resume_position
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

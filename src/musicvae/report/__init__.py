@@ -30,7 +30,7 @@ from musicvae.audio import AudioConfig
 from musicvae.report.checks import CONVERGENCE_TOL, convergence, mi_ceiling
 from musicvae.report.groups import Group, counterparts, group_runs
 from musicvae.report.html import write_html
-from musicvae.report.markdown import copy_samples, read_csv, summary_markdown, write_csv
+from musicvae.report.markdown import copy_samples, read_csv, samples_markdown, summary_markdown, write_csv
 from musicvae.report.plots import plot_beta, plot_kl, plot_rate_distortion, plot_val_metric
 from musicvae.report.runs import REPORT_DIRNAME, Run, find_runs, read_metrics
 from musicvae.report.stats import final_and_best, paired_difference, t_interval
@@ -77,8 +77,7 @@ def write_report(sweep_dir: Path, audio: bool = True) -> Path:
     write_csv(comps, report_dir / "comparisons.csv", empty_header=("group", "reference"))
     copied = copy_samples(groups, report_dir, AudioConfig() if audio else None)
     verdict = verdict_text(rows, comps)
-    md = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict, copied)
-    (report_dir / "summary.md").write_text(md)
-    page = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict, copied, with_samples=False)
-    write_html(report_dir, page, copied, title=f"musicvae report: {Path(sweep_dir).resolve().name}")
+    body = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict)
+    (report_dir / "summary.md").write_text(body + "\n" + samples_markdown(copied))
+    write_html(report_dir, body, copied, title=f"musicvae report: {Path(sweep_dir).resolve().name}")
     return report_dir

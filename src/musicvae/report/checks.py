@@ -53,8 +53,8 @@ def convergence(series: Series, tol: float = CONVERGENCE_TOL) -> Convergence:
     """Whether a run has converged, from its own validation curve (step -> value, lower is better).
 
     The rule: take the validations in the last quarter of the run, i.e. after at least 0.75 × the steps
-    trained at the last validation (steps trained = the logged step + 1; non-finite values dropped); with fewer than 2 of them the run has too few validations
-    and counts as not converged. improvement = the value at the first of them - the minimum over them;
+    trained at the last validation (steps trained = the logged step + 1; non-finite values dropped); with
+    fewer than 2 of them the run has too few validations and counts as not converged. improvement = the value at the first of them - the minimum over them;
     the run has converged iff improvement <= tol × |value at the first| (tol = CONVERGENCE_TOL = 1%).
     A curve that rises over the last quarter (overfitting) has converged: it no longer improves.
     """

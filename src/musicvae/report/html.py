@@ -15,7 +15,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-AUDIO_SUFFIXES = (".ogg", ".wav")
+from musicvae.audio import AUDIO_SUFFIXES
+
 AUDIO_TYPES = {".ogg": "audio/ogg", ".wav": "audio/wav"}
 
 STYLE = """

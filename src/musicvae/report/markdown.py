@@ -8,10 +8,10 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from musicvae.audio import AudioConfig, render_quietly
+from musicvae.audio import AUDIO_SUFFIXES, AudioConfig, render_quietly
+from musicvae.data.cache import MIDI_SUFFIXES
 from musicvae.report.checks import AT_CEILING, CONVERGENCE_RULE, MI_CEILING_RULE
 from musicvae.report.groups import Group, path_safe
-from musicvae.report.html import AUDIO_SUFFIXES
 from musicvae.report.runs import FIDELITY
 from musicvae.report.stats import excludes_zero
 from musicvae.report.summary import COMPARED, COMPARED_FIDELITY, METRICS
@@ -68,7 +68,7 @@ def copy_samples(
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
             files.append(dst.relative_to(report_dir))
-        for midi in [report_dir / f for f in files if f.suffix in (".mid", ".midi")] if audio else []:
+        for midi in [report_dir / f for f in files if f.suffix in MIDI_SUFFIXES] if audio else []:
             if not any(midi.with_suffix(s).exists() for s in AUDIO_SUFFIXES) and (sound := render_quietly(midi, audio)):
                 files.append(sound.relative_to(report_dir))
         copied[group.label] = (run.name, sorted(files))
@@ -148,11 +148,11 @@ def _comparison_table(comps: Sequence[dict]) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _samples(copied: dict[str, tuple[str, list[Path]]]) -> str:
-    """The samples section: per group, the run they come from and one line per sample (MIDI, piano roll, audio);
-    report/index.html plays them."""
+def samples_markdown(copied: dict[str, tuple[str, list[Path]]]) -> str:
+    """summary.md's samples section: per group, the run they come from and one line per sample (MIDI, piano
+    roll, audio); report/index.html plays them instead."""
     if not copied:
-        return "No run has a samples/ folder."
+        return "## Samples\n\nNo run has a samples/ folder.\n"
     parts = []
     for label, (run_name, files) in copied.items():
         by_stem: dict[str, list[Path]] = {}
@@ -163,7 +163,7 @@ def _samples(copied: dict[str, tuple[str, list[Path]]]) -> str:
             for stem, fs in by_stem.items()
         ]
         parts.append(f"### {label} (run `{run_name}`)\n\n" + "\n".join(items))
-    return "\n\n".join(parts)
+    return "## Samples\n\n" + "\n\n".join(parts) + "\n"
 
 
 def _sweep_line(sweep_dir: Path, n_runs: int, groups: Sequence[Group], skipped: Sequence[Path]) -> str:
@@ -185,10 +185,8 @@ def summary_markdown(
     rows: Sequence[dict],
     comps: Sequence[dict],
     verdict: str,
-    copied: dict,
-    with_samples: bool = True,
 ) -> str:
-    """summary.md: the verdict, the tables, the figures and (unless not `with_samples`) the samples."""
+    """summary.md but its samples: the verdict, the tables, the figures (index.html renders this text)."""
     sections = [
         "# Posterior collapse across decoder conditionings",
         _sweep_line(sweep_dir, n_runs, groups, skipped),
@@ -243,6 +241,4 @@ def summary_markdown(
         "![z-gap](zgap.png)",
         "![reconstruction](recon.png)",
     ]
-    if with_samples:
-        sections += ["## Samples", _samples(copied)]
     return "\n\n".join(sections) + "\n"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from musicvae.audio import AUDIO_SUFFIXES
+from musicvae.data.cache import MIDI_SUFFIXES
 from musicvae.errors import UserError
 from musicvae.report.stats import Series  # step -> value, steps ascending
 
@@ -27,7 +29,7 @@ FIDELITY = (
     ("note_density_samples", "note density, samples"),
     ("note_density_data", "note density, data"),
 )
-SAMPLE_SUFFIXES = (".mid", ".midi", ".png", ".ogg", ".wav")
+SAMPLE_SUFFIXES = (*MIDI_SUFFIXES, ".png", *AUDIO_SUFFIXES)
 REPORT_DIRNAME = "report"
 
 

@@ -27,10 +27,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 
-from musicvae.audio import AudioConfig, render_quietly
+from musicvae.audio import AudioConfig
 from musicvae.generate import SamplingConfig
 from musicvae.inference import reconstruct_and_sample, token_rules
-from musicvae.render import piano_roll_png, write_midi
+from musicvae.render import tokens_to_pretty_midi, write_sample
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,7 @@ class ValidationMedia(Callback):
         written = []
         for i, ids in enumerate(sequences):
             midi = out / f"{kind}_{i:03d}.mid"
-            pm, _ = write_midi(tokenizer, ids, midi)
-            piano_roll_png(pm, midi.with_suffix(".png"), title=f"{title}, {kind} {i}")
-            audio = render_quietly(midi, self.audio)
+            audio = write_sample(tokens_to_pretty_midi(tokenizer, ids)[0], midi, f"{title}, {kind} {i}", self.audio)
             text = " ".join(names.get(t, str(t)) for t in ids)
             written.append(Written(f"{kind}_{i}", midi, midi.with_suffix(".png"), audio, text))
         return written

@@ -8,8 +8,9 @@ averages out no better than one rank's. `PerRankSeed` reseeds each process when 
 steps. Lightning restores no random state from a checkpoint, so `PerRankSeed` saves rank 0's (torch,
 numpy, random) in it: a single-process run resumed from it goes on with the very noise the uninterrupted
 run drew (its data position comes back with the sampler, `LengthGroupedBatches.resume_after`), so the two
-end with the same weights. A DDP run reseeds every rank from (seed, rank, step) on resumption. The validation noise is not touched: the
-module draws it from its own generator, fixed per segment of the validation sample.
+end with the same weights. A DDP run reseeds every rank from (seed, rank, step) on resumption. The
+validation noise is not touched: the module draws it from its own generator, fixed per segment of the
+validation sample.
 
 Only these generators are reseeded; PL_GLOBAL_SEED (set by seed_everything) stays the run's seed, because
 Lightning's DistributedSampler shuffles with it and must shuffle the same way on every rank.
