@@ -224,11 +224,12 @@ def tiny_bar_run(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_attr_run(tmp_path_factory) -> dict:
     """A per-bar model with attribute-conditioned decoding, model.attributes=[rhythm,polyphony], on pieces
-    whose bars differ in rhythm (write_rhythm_pieces); β = 1 keeps z from carrying all of a bar (~20 s)."""
+    whose bars differ in rhythm (write_rhythm_pieces); β = 1 keeps z from carrying all of a bar (~20 s).
+    Their polyphony is the same everywhere, so its empty classes are allowed explicitly."""
     return _train_tiny(
         tmp_path_factory.mktemp("tiny_attr_run"), write_rhythm_pieces,
         "trainer.max_steps=200", "trainer.val_check_interval=100", "kl.beta=1.0", "model.latent=bar",
-        "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8",
+        "model.attributes=[rhythm,polyphony]", "model.attribute_dim=8", "data.attributes.allow_empty_classes=true",
         "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2",
     )  # fmt: skip
 

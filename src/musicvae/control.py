@@ -143,7 +143,8 @@ def split_latents(
     segments = spread_segments(dm, split, max_segments)
     rules = token_rules(loaded.tokenizer, grammar=False)
     mu, _ = encode_segments(loaded.model, segments, batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
-    values = latent_values(AttributeReader(loaded.tokenizer), segments, loaded.model.per_bar)  # (K_i or 1, A) each
+    reader = AttributeReader(loaded.tokenizer, dm.settings.attributes)
+    values = latent_values(reader, segments, loaded.model.per_bar)  # (K_i or 1, A) each
     rows = [mu[i, : len(v)] if loaded.model.per_bar else mu[i : i + 1] for i, v in enumerate(values)]
     return torch.cat(rows).float().cpu(), np.concatenate(values)
 
@@ -168,7 +169,8 @@ def compute_attribute_vectors(
     z, values = split_latents(loaded, dm, split, max_segments, batch_size)
     vectors = torch.stack([quarter_difference(z, values[:, a]) for a in range(len(ATTRIBUTES))])
     log.info("attribute vectors from %d %s latents of %s/%s", len(z), loaded.model.cfg.latent, dm.settings.name, split)
-    return AttributeVectors(ATTRIBUTES, vectors, AttributeBins.fit(values), loaded.model.cfg.latent, len(z), str(loaded.path))
+    bins = AttributeBins.fit(values, dm.settings.attributes)
+    return AttributeVectors(ATTRIBUTES, vectors, bins, loaded.model.cfg.latent, len(z), str(loaded.path))
 
 
 # ----- measuring control: does asking for a class (or moving along a vector) give it? -----------------------
@@ -245,7 +247,7 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
         raise UserError(f"{loaded.path} has no attributes and no attribute vectors: run scripts/attributes.py first, "
                         "or train with model.attributes=[rhythm,polyphony]")  # fmt: skip
     segments = spread_segments(dm, settings.split, settings.n_segments)
-    rules, reader = token_rules(tok), AttributeReader(tok)
+    rules, reader = token_rules(tok), bins.reader(tok)
     mu, _ = encode_segments(model, segments, settings.batch_size, rules.bar_ids)
     k = mu.shape[1] if model.per_bar else None
     own = torch.from_numpy(latent_classes(reader, bins, segments, ATTRIBUTES, model.per_bar, k)).to(mu.device)

@@ -142,7 +142,7 @@ def input_classes(loaded: LoadedCheckpoint, segments: list[list[int]] | None = N
         return None
     if loaded.attribute_bins is None:
         raise UserError(f"{loaded.path} has model.attributes but no class edges: it was not saved by train()")
-    reader = AttributeReader(loaded.tokenizer)
+    reader = loaded.attribute_bins.reader(loaded.tokenizer)
     if piece is None:
         return segment_classes(loaded.model, reader, loaded.attribute_bins, segments)
     columns = [ATTRIBUTES.index(n) for n in names]
@@ -208,7 +208,7 @@ def reconstruct_and_sample(
     if segments:
         mu, _ = encode_segments(model, segments, batch_size, rules.bar_ids)  # (N, c) or (N, K, c)
         k = mu.shape[1] if model.per_bar else None
-        attrs = segment_classes(model, AttributeReader(tokenizer), attribute_bins, segments, k) if model.cfg.attributes else None
+        attrs = segment_classes(model, attribute_bins.reader(tokenizer), attribute_bins, segments, k) if model.cfg.attributes else None
         recons = reconstruct_segments(model, segments, mu, cfg, rules, generator, batch_size, attrs)
     bars = max((count_bars(s, rules) for s in segments), default=1)
     shape = (n_prior, bars, model.cfg.latent_dim) if model.per_bar else (n_prior, model.cfg.latent_dim)

@@ -4,13 +4,21 @@ The attributes follow MuseMorphose (Wu & Yang 2021), after Kawai, Esling & Harad
 whose bar-level "rhythmic intensity" and "polyphony" classes let a user steer a Transformer-VAE bar
 by bar. A bar's attributes, in the order of `ATTRIBUTES`:
 
-- rhythm: the share of the bar's positions that hold at least one onset (0 for an empty bar). With
-  8 positions per beat a 4/4 bar has 32 positions, so four quarter notes give 4/32. MuseMorphose
-  counts the 16 sixteenth-note sub-beats of a 4/4 bar; here the grid is the tokenizer's own.
-- polyphony: the mean, over the bar's onset positions, of the notes sounding there: struck there, or
-  struck earlier (in this bar or an earlier one of the same token sequence) and still held by their
-  Duration token. 0 for a bar without onsets. MuseMorphose averages over every sub-beat, rests
-  included, which mixes polyphony with rhythm and rests; averaging over onsets keeps the two apart.
+- rhythm: the share of the bar's slots that hold at least one onset (0 for an empty bar). Two grids
+  (`AttributeDefinitions.rhythm`): `positions`, the tokenizer's own (8 per beat: a 4/4 bar has 32, so
+  four quarter notes give 4/32), or `sub_beats`, MuseMorphose's sixteenth notes (16 in a 4/4 bar, an
+  onset counted in the sixteenth it falls in: 4/16). On music written in sixteenths the two differ by
+  the constant factor 2 and give the same classes.
+- polyphony, two definitions (`AttributeDefinitions.polyphony`):
+  `onsets` (ours): the mean, over the bar's onset positions, of the notes sounding there: struck there,
+  or struck earlier (in this bar or an earlier one of the same token sequence) and still held by their
+  Duration token. 0 for a bar without onsets. Averaging over onsets keeps polyphony apart from rhythm
+  and rests.
+  `sub_beats` (MuseMorphose's `compute_polyphonicity`): each note is hit or held on the sixteenths
+  from the one its onset falls in for `duration // sixteenth` sixteenths (a note shorter than a
+  sixteenth counts nowhere, as there), spilling into the next bars; a bar's value is the mean over
+  all its sixteenths, rests included. Notes held over from earlier bars of the same token sequence
+  count; the first bar of a segment cannot see notes held into it from before the segment.
 - note_density: the number of notes struck in the bar.
 - mean_pitch: the mean MIDI pitch of the notes struck in the bar; NaN for a bar without pitched notes
   (there is no pitch to average; a fake neutral value would be a real pitch and skew the quantiles).
@@ -35,17 +43,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from miditok.constants import TIME_SIGNATURE
 
+from musicvae.data.config import AttributeDefinitions
 from musicvae.data.tokenize import bar_timing, token_table
 
 ATTRIBUTES = ("rhythm", "polyphony", "note_density", "mean_pitch", "pitch_range")
 N_CLASSES = 8
 NAN_CLASS = N_CLASSES // 2  # class of an undefined value (mean_pitch of a bar without pitched notes)
-
 # Token kinds the reader needs; everything else (Velocity, MASK, ...) is skipped.
 _OTHER, _BAR, _TIMESIG, _POSITION, _PITCH, _DRUM, _DURATION, _PROGRAM_DRUM = range(8)
 
@@ -56,7 +64,8 @@ class AttributeReader:
     Reads the vocabulary and the config (time_division, positions per beat, velocities, durations).
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, definitions: AttributeDefinitions | None = None):
+        self.definitions = definitions or AttributeDefinitions()
         table = token_table(tokenizer)
         names = [token for token, _ in sorted(tokenizer.vocab.items(), key=lambda item: item[1])]
         config = tokenizer.config
@@ -97,6 +106,9 @@ class AttributeReader:
         self._ts_ticks_pos = np.asarray([t.ticks_per_position for t in timings], dtype=np.int64)
         self._ts_bar_len = np.asarray([max(1, t.positions) for t in timings], dtype=np.int64)
         self._ts_ticks_beat = np.asarray([t.ticks_per_beat for t in timings], dtype=np.int64)
+        # MuseMorphose's sub-beats: sixteenth notes (time_division is ticks per quarter note)
+        self._sixteenth = max(1, int(tokenizer.time_division) // 4)
+        self._ts_sub_beats = np.asarray([max(1, -(-t.ticks_per_bar // self._sixteenth)) for t in timings], dtype=np.int64)
 
         # Duration ticks of each Duration token for each metre's ticks per beat (miditok's
         # _time_token_to_ticks); a note without its Duration token gets the decoder's default length.
@@ -168,10 +180,15 @@ class AttributeReader:
         )
         end = onset + np.maximum(dur, 1)  # a note sounds at least at its own onset
 
-        # rhythm: distinct onset positions (drums included) over the bar's positions
-        keys = np.unique(note_bar * self._pos_span + note_pos)
-        onsets_per_bar = np.bincount(keys // self._pos_span, minlength=n_bars)
-        out[:, 0] = onsets_per_bar / self._ts_bar_len[bar_ts]
+        # rhythm: distinct onset slots (drums included) over the bar's slots: positions or sixteenths
+        sub_beats = self._ts_sub_beats[bar_ts]  # (n_bars,) sixteenths in each bar
+        if self.definitions.rhythm == "sub_beats":
+            slot, slots = (onset - bar_start[note_bar]) // self._sixteenth, sub_beats
+        else:
+            slot, slots = note_pos, self._ts_bar_len[bar_ts]
+        span = int(slot.max()) + 1
+        keys = np.unique(note_bar * span + slot)
+        out[:, 0] = np.bincount(keys // span, minlength=n_bars) / slots
         out[:, 2] = np.bincount(note_bar, minlength=n_bars)
 
         pitched = ~drum
@@ -181,17 +198,10 @@ class AttributeReader:
         p_bar, p_onset, p_end = note_bar[pitched], onset[pitched], end[pitched]
         pitch = self._value[ids[note_tok[pitched]]]
 
-        # polyphony: at each distinct pitched onset tick T, the pitched notes with onset <= T < end
-        # (= struck by T minus ended by T, since a note ends after its onset)
-        keys = np.unique(p_bar * self._pos_span + note_pos[pitched])
-        k_bar = keys // self._pos_span
-        times = bar_start[k_bar] + (keys % self._pos_span) * ticks_pos[k_bar]
-        sounding = np.searchsorted(np.sort(p_onset), times, side="right") - np.searchsorted(
-            np.sort(p_end), times, side="right"
-        )
-        n_onsets = np.bincount(k_bar, minlength=n_bars)
-        total = np.bincount(k_bar, weights=sounding, minlength=n_bars)
-        out[:, 1] = np.divide(total, n_onsets, out=np.zeros(n_bars), where=n_onsets > 0)
+        if self.definitions.polyphony == "sub_beats":
+            out[:, 1] = self._polyphony_sub_beats(p_bar, p_onset - bar_start[p_bar], dur[pitched], sub_beats)
+        else:
+            out[:, 1] = self._polyphony_onsets(p_bar, note_pos[pitched], p_onset, p_end, bar_start, ticks_pos)
 
         count = np.bincount(p_bar, minlength=n_bars)
         sums = np.bincount(p_bar, weights=pitch, minlength=n_bars)
@@ -202,6 +212,33 @@ class AttributeReader:
         np.minimum.at(low, p_bar, pitch)
         out[:, 4] = np.where(count > 0, high - low, 0)
         return out
+
+    def _polyphony_onsets(self, p_bar, p_pos, p_onset, p_end, bar_start, ticks_pos) -> np.ndarray:
+        """Ours: at each distinct pitched onset tick T of a bar, the pitched notes with onset <= T < end
+        (= struck by T minus ended by T, since a note ends after its onset), averaged over those onsets."""
+        n_bars = len(bar_start)
+        keys = np.unique(p_bar * self._pos_span + p_pos)
+        k_bar = keys // self._pos_span
+        times = bar_start[k_bar] + (keys % self._pos_span) * ticks_pos[k_bar]
+        sounding = np.searchsorted(np.sort(p_onset), times, side="right") - np.searchsorted(
+            np.sort(p_end), times, side="right"
+        )
+        n_onsets = np.bincount(k_bar, minlength=n_bars)
+        total = np.bincount(k_bar, weights=sounding, minlength=n_bars)
+        return np.divide(total, n_onsets, out=np.zeros(n_bars), where=n_onsets > 0)
+
+    def _polyphony_sub_beats(self, p_bar, p_offset, p_dur, sub_beats) -> np.ndarray:
+        """MuseMorphose's: notes hit or held on each sixteenth of the sequence (a note covers
+        `duration // sixteenth` sixteenths from the one its onset falls in), averaged over each bar's."""
+        first = np.concatenate(([0], np.cumsum(sub_beats)[:-1]))  # (n_bars,) index of each bar's first sixteenth
+        total = int(sub_beats.sum())
+        start = np.minimum(first[p_bar] + p_offset // self._sixteenth, total)
+        stop = np.minimum(start + p_dur // self._sixteenth, total)
+        change = np.zeros(total + 1)
+        np.add.at(change, start, 1.0)
+        np.add.at(change, stop, -1.0)
+        held = np.cumsum(change)[:total]  # notes on each sixteenth
+        return np.add.reduceat(held, first) / sub_beats
 
 
 @dataclass
@@ -219,6 +256,7 @@ class AttributeBins:
     """
 
     edges: dict[str, list[float]]
+    definitions: AttributeDefinitions = field(default_factory=AttributeDefinitions)  # how the values were read
 
     def __post_init__(self):
         if set(self.edges) != set(ATTRIBUTES):
@@ -232,8 +270,8 @@ class AttributeBins:
             self.edges[name] = e
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> AttributeBins:
-        """Edges from training values (N, len(ATTRIBUTES)); NaN ignored.
+    def fit(cls, values: np.ndarray, definitions: AttributeDefinitions | None = None) -> AttributeBins:
+        """Edges from training values (N, len(ATTRIBUTES)) read under `definitions`; NaN ignored.
 
         ValueError for another shape, an infinite value, or an attribute without any finite value.
         """
@@ -249,7 +287,19 @@ class AttributeBins:
             if column.size == 0:
                 raise ValueError(f"no value of {name!r} to fit bins on")
             edges[name] = _tie_aware_edges(column)
-        return cls(edges)
+        return cls(edges, definitions or AttributeDefinitions())
+
+    def reader(self, tokenizer) -> AttributeReader:
+        """The reader of attribute values under the definitions these edges were fitted with."""
+        return AttributeReader(tokenizer, self.definitions)
+
+    def histogram(self, values: np.ndarray) -> dict[str, list[int]]:
+        """Latents per class of each attribute: values (N, len(ATTRIBUTES)) -> {name: N_CLASSES counts}
+        (NaN values, which get NAN_CLASS without telling anything, left out)."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1, len(ATTRIBUTES))
+        classes = self.classes(values)
+        return {name: np.bincount(classes[~np.isnan(values[:, a]), a], minlength=N_CLASSES).tolist()
+                for a, name in enumerate(ATTRIBUTES)}  # fmt: skip
 
     def classes(self, values: np.ndarray) -> np.ndarray:
         """(..., len(ATTRIBUTES)) values -> int64 classes of the same shape, in 0..N_CLASSES-1."""
@@ -268,14 +318,17 @@ class AttributeBins:
         return {
             "n_classes": N_CLASSES,
             "edges": {name: [float(x) for x in self.edges[name]] for name in ATTRIBUTES},
+            "definitions": self.definitions.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> AttributeBins:
-        """Inverse of `to_dict`; ValueError if it was made for another number of classes or attributes."""
+        """Inverse of `to_dict`; ValueError if it was made for another number of classes or attributes.
+        Bins saved before definitions were stored were read with the defaults (ours)."""
         if int(d.get("n_classes", N_CLASSES)) != N_CLASSES:
             raise ValueError(f"bins for {d['n_classes']} classes, this code uses {N_CLASSES}")
-        return cls({name: [float(x) for x in edges] for name, edges in dict(d["edges"]).items()})
+        edges = {name: [float(x) for x in edges] for name, edges in dict(d["edges"]).items()}
+        return cls(edges, AttributeDefinitions.from_dict(d.get("definitions")))
 
 
 def _tie_aware_edges(x: np.ndarray) -> list[float]:

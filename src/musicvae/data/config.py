@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,41 @@ def to_plain_dict(cfg: Any) -> dict:
     return dict(cfg)
 
 
+RHYTHM_GRIDS = ("positions", "sub_beats")
+POLYPHONY_DEFINITIONS = ("onsets", "sub_beats")
+
+
+@dataclass(frozen=True)
+class AttributeDefinitions:
+    """How rhythm and polyphony are read from a bar (`data.attributes`; see `musicvae.data.attributes`).
+
+    The defaults are ours; `AttributeDefinitions.musemorphose()` reads both as MuseMorphose does. Class
+    edges (`AttributeBins`) carry the definitions they were fitted with, so a checkpoint reads its
+    attributes the way it trained.
+    """
+
+    rhythm: str = "positions"  # positions | sub_beats
+    polyphony: str = "onsets"  # onsets | sub_beats
+
+    def __post_init__(self):
+        for key, allowed in (("rhythm", RHYTHM_GRIDS), ("polyphony", POLYPHONY_DEFINITIONS)):
+            if getattr(self, key) not in allowed:
+                raise UserError(f"data.attributes.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
+
+    @classmethod
+    def musemorphose(cls) -> AttributeDefinitions:
+        return cls(rhythm="sub_beats", polyphony="sub_beats")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> AttributeDefinitions:
+        """From `data.attributes` (other keys of that node ignored) or a checkpoint's bins; None: the defaults."""
+        d = d or {}
+        return cls(**{k: d[k] for k in ("rhythm", "polyphony") if d.get(k) is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "midi_dir"
@@ -68,6 +103,8 @@ class DataConfig:
     loader_workers: int | str = "auto"  # DataLoader processes per training process: "auto" or an integer >= 0
     val_segments: int = 512
     val_sample_seed: int = 0
+    attributes: AttributeDefinitions = AttributeDefinitions()  # how bar attributes are read (data.attributes)
+    allow_empty_attribute_classes: bool = False  # data.attributes.allow_empty_classes
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> DataConfig:
@@ -79,6 +116,12 @@ class DataConfig:
             split = values.pop("split") or {}
             values.setdefault("val_fraction", split.get("val", cls.val_fraction))
             values.setdefault("test_fraction", split.get("test", cls.test_fraction))
+        attributes = dict(values.pop("attributes", None) or {})
+        values["allow_empty_attribute_classes"] = bool(attributes.pop("allow_empty_classes", False))
+        unknown = set(attributes) - {"rhythm", "polyphony"}
+        if unknown:
+            raise UserError(f"data.attributes has no key {sorted(unknown)[0]!r}: it takes rhythm, polyphony, allow_empty_classes")
+        values["attributes"] = AttributeDefinitions.from_dict(attributes)
         known = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in values.items() if k in known})
         config.validate()

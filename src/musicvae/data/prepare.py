@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from musicvae.data.attributes import AttributeBins, AttributeReader
 from musicvae.data.cache import PreparedCache, prepare_cache
-from musicvae.data.config import DataConfig
+from musicvae.data.cache_store import load_split
+from musicvae.data.config import AttributeDefinitions, DataConfig
 from musicvae.data.segments import SPLITS, check_compatible
 from musicvae.data.tokenize import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONDITIONING_ATTRIBUTES = ("rhythm", "polyphony")  # the attributes a model is conditioned on (MuseMorphose's)
 
 
 def prepare_data(cfg: Any, console: Console | None = None) -> PreparedCache:
@@ -22,8 +30,23 @@ def prepare_data(cfg: Any, console: Console | None = None) -> PreparedCache:
     tokenizer = build_tokenizer(cfg.tokenizer)
     check_compatible(tokenizer, settings)
     prepared = prepare_cache(settings, tokenizer)
-    print_summary(prepared, time.perf_counter() - start, console or Console())
+    histogram = attribute_histogram(prepared, tokenizer, settings.attributes)
+    print_summary(prepared, time.perf_counter() - start, console or Console(), histogram, settings.attributes)
     return prepared
+
+
+def attribute_histogram(prepared: PreparedCache, tokenizer, definitions: AttributeDefinitions) -> dict[str, list[int]]:
+    """Training bars per class of rhythm and polyphony (classes fitted on those bars, as training with
+    model.attributes does; per-bar latents); {} for an empty training split."""
+    arrays = load_split(prepared.path, "train")
+    if len(arrays) == 0:
+        return {}
+    reader = AttributeReader(tokenizer, definitions)
+    values = np.concatenate([reader.bars(arrays.window(i)) for i in range(len(arrays))])
+    if len(values) == 0:
+        return {}
+    counts = AttributeBins.fit(values, definitions).histogram(values)
+    return {name: counts[name] for name in CONDITIONING_ATTRIBUTES}
 
 
 def summary_table(prepared: PreparedCache, seconds: float) -> Table:
@@ -66,5 +89,24 @@ def summary_table(prepared: PreparedCache, seconds: float) -> Table:
     return table
 
 
-def print_summary(prepared: PreparedCache, seconds: float, console: Console) -> None:
-    console.print(summary_table(prepared, seconds))
+def histogram_rows(histogram: dict[str, list[int]], definitions: AttributeDefinitions) -> list[tuple[str, str]]:
+    """Table rows of `attribute_histogram`: counts and the smallest class's share, EMPTY where one holds none."""
+    rows = []
+    for name, counts in histogram.items():
+        total = max(1, sum(counts))
+        note = "EMPTY class " + ", ".join(str(c) for c, n in enumerate(counts) if n == 0) if 0 in counts else \
+            f"smallest {min(counts) / total:.1%}"  # fmt: skip
+        rows.append((f"{name} classes ({getattr(definitions, name)})", f"{counts} train bars; {note}"))
+    return rows
+
+
+def print_summary(prepared: PreparedCache, seconds: float, console: Console, histogram: dict | None = None,
+                  definitions: AttributeDefinitions | None = None) -> None:  # fmt: skip
+    table = summary_table(prepared, seconds)
+    for label, value in histogram_rows(histogram or {}, definitions or AttributeDefinitions()):
+        table.add_row(label, value)
+    console.print(table)
+    empty = [name for name, counts in (histogram or {}).items() if 0 in counts]
+    if empty:
+        log.warning("%s: a class holds no training bar; training with model.attributes=[%s] will stop "
+                    "(music whose texture varies: data=mixed)", ", ".join(empty), ", ".join(empty))  # fmt: skip

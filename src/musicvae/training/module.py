@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
+from musicvae.data.config import AttributeDefinitions
 from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
 from musicvae.inference import segment_classes
@@ -249,22 +250,29 @@ class VAEModule(pl.LightningModule):
         return segment_classes(self.model, self._reader(), self.attribute_bins, rows, k)
 
     def _reader(self) -> AttributeReader:
-        if self._attribute_reader is None:
-            self._attribute_reader = AttributeReader(tokenizer_from_dict(self.hparams.tokenizer))
+        """The reader under the definitions the class edges were fitted with."""
+        if self._attribute_reader is None or self._attribute_reader.definitions != self.attribute_bins.definitions:
+            self._attribute_reader = self.attribute_bins.reader(tokenizer_from_dict(self.hparams.tokenizer))
         return self._attribute_reader
 
-    def fit_attribute_bins(self, segments) -> None:
-        """Class edges of every attribute over the latents of `segments` (the training split's token ids)."""
-        values = latent_values(self._reader(), segments, self.model.per_bar)
-        self.attribute_bins = AttributeBins.fit(np.concatenate(values))
+    def fit_attribute_bins(self, segments, definitions: AttributeDefinitions | None = None) -> dict[str, list[int]]:
+        """Class edges of every attribute over the latents of `segments` (the training split's token ids),
+        read under `definitions`; returns the latents per class of each attribute."""
+        reader = AttributeReader(tokenizer_from_dict(self.hparams.tokenizer), definitions)
+        values = np.concatenate(latent_values(reader, segments, self.model.per_bar))
+        self.attribute_bins = AttributeBins.fit(values, definitions)
+        return self.attribute_bins.histogram(values)
 
     # ----- optimisation -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if self.model.cfg.attributes and self.attribute_bins is None and dm is not None and "train" in dm.datasets:
             arrays = dm.datasets["train"].arrays  # every rank fits the same edges from the same split
-            self.fit_attribute_bins(arrays.window(i) for i in range(len(arrays)))
-            log.info("attribute classes fitted on %d train segments: %s", len(arrays), self.attribute_bins.edges)
+            settings = dm.settings
+            counts = self.fit_attribute_bins((arrays.window(i) for i in range(len(arrays))), settings.attributes)
+            log.info("attribute classes fitted on %d train segments (%s): %s", len(arrays),
+                     settings.attributes, self.attribute_bins.edges)  # fmt: skip
+            check_attribute_classes(counts, self.model.cfg.attributes, settings.allow_empty_attribute_classes)
         if self.device.type == "cuda":
             # TF32 for fp32 matmuls (fp32 range, 10-bit mantissa): ~7x the fp32 rate on Hopper/Ampere; the
             # loss, softmax and KL stay fp32. Under bf16-mixed it only touches the ops autocast leaves fp32.
@@ -307,6 +315,23 @@ class VAEModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get(ATTRIBUTE_BINS_KEY):  # a resumed run keeps the classes it trained with
             self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
+
+
+def check_attribute_classes(counts: dict[str, list[int]], names, allow_empty: bool) -> None:
+    """Log the training latents per class of each conditioned attribute; UserError when one holds none (a
+    model cannot learn a class it never sees, and requesting it would measure nothing) unless `allow_empty`."""
+    for name in names:
+        log.info("%s classes over the training latents: %s", name, counts[name])
+    empty = {name: [c for c, n in enumerate(counts[name]) if n == 0] for name in names}
+    empty = {name: classes for name, classes in empty.items() if classes}
+    if empty and not allow_empty:
+        listed = "; ".join(f"{name} class {', '.join(map(str, c))} ({counts[name]})" for name, c in empty.items())
+        raise UserError(
+            f"model.attributes: no training bar falls in {listed}. Train on music whose texture varies "
+            "(data=mixed), or set data.attributes.allow_empty_classes=true to train anyway"
+        )
+    if empty:
+        log.warning("attribute classes without a training latent: %s (data.attributes.allow_empty_classes=true)", empty)
 
 
 def existing(latents: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
