@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from conftest import chorale_midi
 from musicvae.data import build_tokenizer
 from musicvae.data.attributes import ATTRIBUTES, N_CLASSES, NAN_CLASS, AttributeBins, AttributeReader
+from musicvae.data.config import AttributeDefinitions, DataConfig
 from musicvae.data.tokenize import encode_score, load_score, prepare_score, token_table
+from musicvae.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 RHYTHM, POLY, DENSITY, MEAN_PITCH, RANGE = range(len(ATTRIBUTES))
@@ -332,3 +334,116 @@ def test_bins_reject_bad_input():
         AttributeBins({name: [3, 2, 1, 0, 0, 0, 0] for name in ATTRIBUTES})
     with pytest.raises(ValueError, match="shape"):
         AttributeBins.fit(_training_values(50, seed=8)).classes(np.zeros(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# MuseMorphose's definitions (data.attributes.rhythm / polyphony = sub_beats)
+
+
+@pytest.fixture(scope="module")
+def sub_beats_reader(remi_tokenizer):
+    return AttributeReader(remi_tokenizer, AttributeDefinitions.musemorphose())
+
+
+def test_sub_beats_on_hand_made_bars(remi_tokenizer, reader, sub_beats_reader):
+    """Values worked out by hand: a 4/4 bar has 16 sixteenths (32 positions at 8 per beat)."""
+    cases = {  # tokens of one bar -> (rhythm, polyphony) under sub_beats, then under ours
+        "four quarters": (notes(0, 60) + notes(8, 62) + notes(16, 64) + notes(24, 65), (4 / 16, 1.0), (4 / 32, 1.0)),
+        "a half note, then a rest": (notes(0, 60, dur="2.0.8"), (1 / 16, 8 / 16), (1 / 32, 1.0)),
+        "a whole-note triad": (notes(0, 60, 64, 67, dur="4.0.4"), (1 / 16, 3.0), (1 / 32, 3.0)),
+        # two onsets a 32nd apart share a sixteenth; a 32nd note covers no whole sixteenth (as MuseMorphose's
+        # duration // 120 at 480 ticks per beat)
+        "32nds in one sixteenth": (notes(2, 60, dur="0.1.8") + notes(3, 62, dur="0.1.8"), (1 / 16, 0.0), (2 / 32, 1.0)),
+    }
+    for name, (tokens, sub_beats, ours) in cases.items():
+        ids = encode(remi_tokenizer, bar() + tokens)
+        (row,) = sub_beats_reader.bars(ids)
+        assert (row[RHYTHM], row[POLY]) == pytest.approx(sub_beats), name
+        (row,) = reader.bars(ids)
+        assert (row[RHYTHM], row[POLY]) == pytest.approx(ours), name
+
+
+def test_sub_beats_carry_held_notes_into_the_next_bar(remi_tokenizer, reader, sub_beats_reader):
+    """A whole note struck on beat 3 sounds on 8 sixteenths of its bar and 8 of the next, which has no onset:
+    MuseMorphose counts it there (0.5), ours averages over onsets and the next bar has none (0)."""
+    ids = encode(remi_tokenizer, bar() + notes(16, 48, dur="4.0.4") + bar())
+    np.testing.assert_allclose(sub_beats_reader.bars(ids)[:, [RHYTHM, POLY]], [[1 / 16, 0.5], [0.0, 0.5]])
+    np.testing.assert_allclose(reader.bars(ids)[:, [RHYTHM, POLY]], [[1 / 32, 1.0], [0.0, 0.0]])
+
+
+def test_sub_beats_follow_the_metre(remi_tokenizer, sub_beats_reader):
+    """A 3/4 bar has 12 sixteenths: a dotted half note fills them all."""
+    (row,) = sub_beats_reader.bars(encode(remi_tokenizer, bar("3/4") + notes(0, 60, dur="3.0.8")))
+    assert (row[RHYTHM], row[POLY]) == pytest.approx((1 / 12, 1.0))
+
+
+def test_one_definition_changes_one_attribute(remi_tokenizer, reader):
+    """rhythm=sub_beats leaves polyphony as ours and the reverse; the other attributes never move."""
+    ids = encode(remi_tokenizer, bar() + notes(0, 60, dur="2.0.8") + notes(4, 64) + bar() + notes(8, 67, 71))
+    ours = reader.bars(ids)
+    rhythm_only = AttributeReader(remi_tokenizer, AttributeDefinitions(rhythm="sub_beats")).bars(ids)
+    poly_only = AttributeReader(remi_tokenizer, AttributeDefinitions(polyphony="sub_beats")).bars(ids)
+    keep = [DENSITY, MEAN_PITCH, RANGE]
+    np.testing.assert_array_equal(rhythm_only[:, [POLY, *keep]], ours[:, [POLY, *keep]])
+    np.testing.assert_array_equal(poly_only[:, [RHYTHM, *keep]], ours[:, [RHYTHM, *keep]])
+    assert not np.array_equal(rhythm_only[:, RHYTHM], ours[:, RHYTHM])
+    assert not np.array_equal(poly_only[:, POLY], ours[:, POLY])
+
+
+def _musemorphose_of_decoded(tokenizer, ids: np.ndarray, n_bars: int) -> np.ndarray:
+    """(n_bars, 2) rhythm, polyphony as MuseMorphose's `get_onsets_timing` / `compute_polyphonicity` compute
+    them, from miditok's decoded notes: onset and held records over the piece's sixteenths, a note covering
+    `duration // sixteenth` of them from the one it starts in, each bar the mean of its own."""
+    score = tokenizer.decode([ids.tolist()] if not tokenizer.one_token_stream else ids.tolist())
+    (ts,) = score.time_signatures
+    sixteenth = score.ticks_per_quarter // 4
+    per_bar = score.ticks_per_quarter * 4 * ts.numerator // ts.denominator // sixteenth  # sixteenths per bar
+    onsets, held = np.zeros(n_bars * per_bar), np.zeros(n_bars * per_bar)
+    for note in (n for track in score.tracks for n in track.notes):
+        start = note.time // sixteenth
+        onsets[start] = 1
+        held[start : start + note.duration // sixteenth] += 1
+    return np.stack([onsets.reshape(n_bars, per_bar).mean(1), held.reshape(n_bars, per_bar).mean(1)], axis=1)
+
+
+def test_sub_beats_match_musemorphose_on_chorales(remi_tokenizer, reader, sub_beats_reader):
+    """Pinned to MuseMorphose's algorithm on every bar of real chorales; and on these chorales, written in
+    sixteenths and longer, its rhythm is exactly twice ours (16 vs 32 slots), so the classes agree."""
+    bars = 0
+    for ids in _chorales(remi_tokenizer):
+        rows = sub_beats_reader.bars(ids)
+        np.testing.assert_allclose(rows[:, [RHYTHM, POLY]], _musemorphose_of_decoded(remi_tokenizer, ids, len(rows)))
+        np.testing.assert_allclose(rows[:, RHYTHM], 2 * reader.bars(ids)[:, RHYTHM])
+        bars += len(rows)
+    assert bars > 100
+
+
+def test_bins_carry_their_definitions(remi_tokenizer):
+    values = _training_values(400, seed=0)
+    bins = AttributeBins.fit(values, AttributeDefinitions.musemorphose())
+    again = AttributeBins.from_dict(json.loads(json.dumps(bins.to_dict())))
+    assert again.definitions == AttributeDefinitions.musemorphose()
+    assert again.reader(remi_tokenizer).definitions == AttributeDefinitions.musemorphose()
+    old = bins.to_dict()
+    del old["definitions"]  # class edges saved before definitions were stored were fitted with ours
+    assert AttributeBins.from_dict(old).definitions == AttributeDefinitions()
+    counts = bins.histogram(values)
+    assert all(sum(c) == len(values) - np.isnan(values[:, a]).sum() for a, c in enumerate(counts.values()))
+
+
+def test_unknown_definition_names_the_key():
+    with pytest.raises(UserError, match=r"data.attributes.polyphony='beats' is not one of onsets, sub_beats"):
+        DataConfig.from_cfg({"attributes": {"polyphony": "beats"}})
+    with pytest.raises(UserError, match="data.attributes has no key 'rhytm'"):
+        DataConfig.from_cfg({"attributes": {"rhytm": "sub_beats"}})
+
+
+def test_training_refuses_an_empty_class_unless_allowed(caplog):
+    from musicvae.training.module import check_attribute_classes
+
+    counts = {"rhythm": [5] * N_CLASSES, "polyphony": [9, 9, 9, 0, 9, 0, 9, 9]}
+    check_attribute_classes(counts, ["rhythm"], allow_empty=False)  # polyphony is not conditioned on
+    with pytest.raises(UserError, match=r"polyphony class 3, 5 .*data.attributes.allow_empty_classes=true"):
+        check_attribute_classes(counts, ["rhythm", "polyphony"], allow_empty=False)
+    check_attribute_classes(counts, ["rhythm", "polyphony"], allow_empty=True)
+    assert "without a training latent" in caplog.text
