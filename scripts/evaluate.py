@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint's control.  python scripts/evaluate.py ckpt=PATH control=true  -> evaluation.json, .md"""
+"""Evaluate a checkpoint's control.  python scripts/evaluate.py ckpt=PATH control=true [control.protocol=shift]
+-> evaluation.json, evaluation.md (ρ beside its copy and shuffled-request baselines, per protocol)."""
 
 import json
 import logging
@@ -31,7 +32,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    if not cfg.control:
+    control = cfg.control
+    if not control.enabled:
         raise UserError("nothing to evaluate: control=true is the evaluation this script runs")
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
     override = data_override(cfg.get("data"), cfg.data_path)
@@ -50,6 +52,8 @@ def main(cfg: DictConfig) -> None:
         split=cfg.split, n_segments=int(cfg.n_segments), classes=tuple(int(c) for c in cfg.classes),
         amounts=tuple(float(a) for a in cfg.amounts), vector_attributes=tuple(cfg.vector_attributes),
         temperature=float(cfg.temperature), top_p=float(cfg.top_p), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
+        protocols=protocols(control.protocol), shift_range=int(control.shift_range), shift_draws=int(control.shift_draws),
+        shift_temperature=float(control.shift_temperature), baselines=bool(control.baselines),
     )  # fmt: skip
     result = evaluate_control(loaded, training_data(loaded, override), settings, vectors)
     out = Path(cfg.out_dir) if cfg.out_dir else loaded.path.parent / "control"
@@ -60,6 +64,19 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {out / 'evaluation.json'} and evaluation.md")
 
 
+def protocols(value) -> tuple[str, ...]:
+    """control.protocol=shift or control.protocol=[absolute,shift] -> a tuple of names."""
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def control_switch(arg: str) -> str:
+    """`control=true|false`, the switch of the commands this script has always taken, sets control.enabled now
+    that `control` is a node of settings (control.protocol=...)."""
+    key, _, value = arg.partition("=")
+    return f"control.enabled={value}" if key == "control" and value.lower() in ("true", "false") else arg
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = [control_switch(a) for a in sys.argv[1:]]
     exit_on_user_error(check_group_choices)(CONFIG_DIR, sys.argv[1:])  # data=nosuch: one line, not Hydra's report
     main()

@@ -174,19 +174,50 @@ def compute_attribute_vectors(
 
 
 # ----- measuring control: does asking for a class (or moving along a vector) give it? -----------------------
+PROTOCOLS = ("absolute", "shift")
+
+
 @dataclass
 class ControlSettings:
-    """What `scripts/evaluate.py control=true` measures (configs/evaluate.yaml)."""
+    """What `scripts/evaluate.py control=true` measures (configs/evaluate.yaml).
+
+    Protocols of attribute-conditioned decoding (models trained with `model.attributes`):
+    - absolute (ours): every bar asked for each class of `classes` of one attribute, the other kept at the
+      bar's own. The requests are independent of the input, so a decoder that ignores them scores ρ = 0.
+    - shift (MuseMorphose's, its generation script): each segment's own classes + δ, one δ per segment and
+      attribute drawn uniformly from [-shift_range, shift_range], every bar of the segment, both attributes
+      shifted in the same decode, clipped to 0-7; decoded at `shift_temperature` (its 1.2) and `top_p` (its
+      0.9); `shift_draws` draws per segment. The requests correlate with the input's own classes, so a
+      decoder that copies its input already scores ρ well above 0: the copy baseline is the floor to beat.
+    Baselines, on the same bars and with the same requests (`baselines`):
+    - copy: the decoder asked for each bar's own classes; ρ between the protocol's requests and what it
+      gives. What a decoder that ignores the request scores.
+    - shuffled: the protocol's requests of the scored attributes permuted over all its (decode, bar)
+      cells and decoded; ρ between the request each bar got and what it gives. The requests keep the
+      protocol's distribution but no longer correlate with the input, so copying scores ~0 here.
+    """
 
     split: str = "test"
     n_segments: int = 32  # segments of the split, spread over it
-    classes: tuple[int, ...] = tuple(range(N_CLASSES))  # requested classes (attribute-conditioned models)
+    classes: tuple[int, ...] = tuple(range(N_CLASSES))  # absolute: requested classes
     amounts: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # attribute vectors: z + amount x vector
     vector_attributes: tuple[str, ...] = ATTRIBUTES  # the vectors scored (each costs len(amounts) decodes)
-    temperature: float = 1.0
+    temperature: float = 1.0  # absolute protocol and attribute vectors
     top_p: float = 0.9
     batch_size: int = 16
     seed: int = 0
+    protocols: tuple[str, ...] = ("absolute",)
+    shift_range: int = 3
+    shift_draws: int = 4
+    shift_temperature: float = 1.2
+    baselines: bool = True
+
+    def __post_init__(self):
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown or not self.protocols:
+            raise UserError(f"control.protocol={list(self.protocols)}: choose from {', '.join(PROTOCOLS)} (or both)")
+        if self.shift_range < 1 or self.shift_draws < 1:
+            raise UserError(f"control.shift_range and control.shift_draws must be >= 1 (got {self.shift_range}, {self.shift_draws})")
 
 
 def spearman(x, y) -> float | None:
@@ -205,28 +236,94 @@ def _others_abs(requested, achieved: np.ndarray, others: tuple[str, ...]) -> flo
     return float(np.mean(defined)) if defined else None
 
 
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def _scores(requested: list, achieved: np.ndarray, segment: np.ndarray, attribute: str, others: tuple[str, ...],
-            seed: int = 0) -> dict:  # fmt: skip
-    """ρ(requested, achieved class of the attribute) and mean |ρ| of the others' achieved classes, each
-    with a 95% interval from a bootstrap over segments (rows of one segment, its bars and its requests,
-    are resampled together: they are not independent)."""
+            seed: int = 0, copy: np.ndarray | None = None,
+            shuffled: tuple[np.ndarray, np.ndarray] | None = None) -> dict:  # fmt: skip
+    """ρ(requested, achieved class of the attribute) and mean |ρ| of the others' achieved classes; with `copy`
+    (achieved classes of the copy decodes, rows as `achieved`) the copy baseline's ρ and the paired difference
+    ρ - copy ρ; with `shuffled` (requests, achieved) the shuffled-request ρ. Each with a 95% interval from one
+    bootstrap over segments (rows of one segment, its bars and its requests, are resampled together, the
+    same rows for every number: the difference is paired)."""
     requested = np.asarray(requested, dtype=np.float64)
     column = ATTRIBUTES.index(attribute)
-    rho = spearman(requested, achieved[:, column])
-    others_abs = _others_abs(requested, achieved, others)
+
+    def numbers(rows) -> dict[str, float | None]:
+        out = {"spearman": spearman(requested[rows], achieved[rows, column]),
+               "others_abs_spearman": _others_abs(requested[rows], achieved[rows], others)}  # fmt: skip
+        if copy is not None:
+            out["copy_spearman"] = spearman(requested[rows], copy[rows, column])
+            out["minus_copy"] = _difference(out["spearman"], out["copy_spearman"])
+        if shuffled is not None:
+            out["shuffled_spearman"] = spearman(shuffled[0][rows], shuffled[1][rows, column])
+        return out
+
+    point = numbers(np.arange(len(requested)))
     rows_of = [np.flatnonzero(segment == s) for s in np.unique(segment)]
     rng = np.random.default_rng(seed)
-    boot_rho, boot_others = [], []
+    boot: dict[str, list[float]] = {k: [] for k in point}
     for _ in range(BOOTSTRAP_RESAMPLES):
         rows = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of), len(rows_of))])
-        if (r := spearman(requested[rows], achieved[rows, column])) is not None:
-            boot_rho.append(r)
-        if (o := _others_abs(requested[rows], achieved[rows], others)) is not None:
-            boot_others.append(o)
-    interval = lambda xs: [float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))] if xs else None  # noqa: E731
-    return {"spearman": rho, "spearman_ci95": interval(boot_rho), "others_abs_spearman": others_abs,
-            "others_abs_spearman_ci95": interval(boot_others), "others": list(others), "n": len(requested),
-            "segments": len(rows_of)}  # fmt: skip
+        for k, v in numbers(rows).items():
+            if v is not None:
+                boot[k].append(v)
+    result: dict = {}
+    for k, v in point.items():
+        result[k] = v
+        result[f"{k}_ci95"] = [float(np.percentile(boot[k], 2.5)), float(np.percentile(boot[k], 97.5))] if boot[k] else None
+    return {**result, "others": list(others), "n": len(requested), "segments": len(rows_of)}
+
+
+@dataclass
+class _Rows:
+    """Where the latents of the evaluated segments sit in a (N, [K,] A) class tensor, and back: a row per bar
+    of each segment (per-bar model) or per segment."""
+
+    n_bars: list[int]
+    per_bar: bool
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """(N, [K,] A) -> (rows, A)."""
+        return torch.cat([t[i, :n] for i, n in enumerate(self.n_bars)]) if self.per_bar else t
+
+    def put(self, t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """A copy of t (N, [K,] A) with its rows replaced by `rows` (rows, A)."""
+        if not self.per_bar:
+            return rows.clone()
+        out, start = t.clone(), 0
+        for i, n in enumerate(self.n_bars):
+            out[i, :n] = rows[start : start + n]
+            start += n
+        return out
+
+
+def absolute_requests(own: torch.Tensor, names, classes) -> list[tuple[tuple[str, ...], list[torch.Tensor]]]:
+    """Ours: per attribute, one decode per class with that class asked in every bar, the others at their own."""
+    return [((a,), [apply_class_changes(own, names, {a: (False, int(c))}) for c in classes]) for a in names]
+
+
+def shift_requests(own: torch.Tensor, names, draws: int, max_shift: int,
+                   rng: np.random.Generator) -> list[tuple[tuple[str, ...], list[torch.Tensor]]]:  # fmt: skip
+    """MuseMorphose's: per draw, each segment's own classes + δ (one δ per segment and attribute, uniform in
+    [-max_shift, max_shift], the same in all its bars), both attributes at once, clipped to 0..N_CLASSES-1."""
+    requests = []
+    for _ in range(draws):
+        delta = torch.from_numpy(rng.integers(-max_shift, max_shift + 1, (own.shape[0], own.shape[-1]))).to(own)
+        requests.append((own + (delta[:, None, :] if own.dim() == 3 else delta)).clamp(0, N_CLASSES - 1))
+    return [(tuple(names), requests)]
+
+
+def shuffle_requests(requests: list[torch.Tensor], rows: _Rows, columns: list[int], rng) -> list[torch.Tensor]:
+    """The requests of `columns` permuted over all (decode, row) cells of a protocol's decodes, jointly; the
+    other columns kept."""
+    cells = torch.stack([rows.take(r) for r in requests])  # (D, rows, A)
+    flat = cells.reshape(-1, cells.shape[-1]).clone()
+    order = torch.from_numpy(rng.permutation(len(flat))).to(flat.device)
+    flat[:, columns] = flat[order][:, columns]
+    return [rows.put(r, f) for r, f in zip(requests, flat.view_as(cells), strict=True)]
 
 
 @torch.no_grad()
@@ -235,11 +332,11 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     """Controllability (Spearman ρ between requested and achieved class), disentanglement (|ρ| of the other
     attributes) and fidelity (chroma / groove similarity to the input) on a split of the checkpoint's data.
 
-    Attribute-conditioned models (`model.attributes`): each segment decoded from its own z with one
-    attribute's class set to each of `settings.classes` in every bar (the others kept at the input's own).
+    Attribute-conditioned models (`model.attributes`): each segment decoded from its own z (the posterior
+    mean) under each protocol of `settings.protocols` with its baselines (see `ControlSettings`).
     Attribute vectors (`vectors`, any model): each segment decoded from z + amount x vector for each amount;
     ρ between amount and achieved class. Achieved classes are read from the decoded tokens, per bar for a
-    per-bar model (a row per bar), per segment otherwise, with the checkpoint's class edges.
+    per-bar model (a row per bar), per segment otherwise, with the checkpoint's class edges and definitions.
     """
     model, tok = loaded.model, loaded.tokenizer
     bins = loaded.attribute_bins or (vectors.bins if vectors is not None else None)
@@ -252,49 +349,71 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     k = mu.shape[1] if model.per_bar else None
     own = torch.from_numpy(latent_classes(reader, bins, segments, ATTRIBUTES, model.per_bar, k)).to(mu.device)
     n_bars = [count_bars(s, rules) for s in segments]
-    sampling = SamplingConfig(settings.temperature, 0, settings.top_p, model.cfg.max_len - 1)
+    rows = _Rows(n_bars, model.per_bar)
     originals = [tokens_to_pretty_midi(tok, s)[0] for s in segments]
     chroma, groove = [], []
 
-    def achieved(decoded: list[list[int]]) -> np.ndarray:
-        """Classes of the decoded segments, rows as the inputs' latents: (rows, A)."""
+    def decode(z: torch.Tensor, attrs: torch.Tensor | None, temperature: float, fidelity: bool = True) -> np.ndarray:
+        """Classes of each segment decoded from z with `attrs`, rows as the inputs' latents: (rows, A)."""
+        sampling = SamplingConfig(temperature, 0, settings.top_p, model.cfg.max_len - 1)
+        gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
+        decoded = reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)
         for original, ids in zip(originals, decoded, strict=True):
-            out = tokens_to_pretty_midi(tok, ids)[0]
-            chroma.append(chroma_similarity(original, out))
-            groove.append(groove_similarity(original, out))
+            if fidelity:
+                out = tokens_to_pretty_midi(tok, ids)[0]
+                chroma.append(chroma_similarity(original, out))
+                groove.append(groove_similarity(original, out))
         got = latent_classes(reader, bins, decoded, ATTRIBUTES, model.per_bar, k)
         return np.concatenate([g[:n] for g, n in zip(got, n_bars, strict=True)]) if model.per_bar else got
 
-    rows_per_decode = sum(n_bars) if model.per_bar else len(segments)
     segment_of_row = np.repeat(np.arange(len(segments)), n_bars) if model.per_bar else np.arange(len(segments))
     result: dict = {"control": {}, "vectors": {}}
     names = list(model.cfg.attributes)
     own_model = own[..., [ATTRIBUTES.index(n) for n in names]]  # the inputs' own classes of the model's attributes
-    for a in names:
-        requested, got = [], []
-        for c in track_progress(settings.classes, len(settings.classes), f"control: {a} classes"):
-            attrs = apply_class_changes(own_model, names, {a: (False, int(c))})
-            gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
-            got.append(achieved(reconstruct_segments(model, segments, mu, sampling, rules, gen, settings.batch_size, attrs)))
-            requested += [int(c)] * rows_per_decode
-        others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
-        seg = np.tile(segment_of_row, len(settings.classes))
-        result["control"][a] = _scores(requested, np.concatenate(got), seg, a, others, settings.seed)
+    for protocol in settings.protocols if names else ():
+        rng = np.random.default_rng(settings.seed)
+        if protocol == "absolute":
+            groups, temperature = absolute_requests(own_model, names, settings.classes), settings.temperature
+        else:
+            groups = shift_requests(own_model, names, settings.shift_draws, settings.shift_range, rng)
+            temperature = settings.shift_temperature
+        copy = decode(mu, own_model, temperature, fidelity=False) if settings.baselines else None
+        scores = {}
+        for scored, requests in groups:
+            label = f"control ({protocol}): {', '.join(scored)}"
+            got = [decode(mu, r, temperature) for r in track_progress(requests, len(requests), label)]
+            asked = np.concatenate([rows.take(r).cpu().numpy() for r in requests])  # (D * rows, A_model)
+            shuffled = None
+            if settings.baselines:
+                mixed = shuffle_requests(requests, rows, [names.index(a) for a in scored], rng)
+                mixed_got = [decode(mu, r, temperature, fidelity=False)
+                             for r in track_progress(mixed, len(mixed), label + " (shuffled requests)")]  # fmt: skip
+                mixed_asked = np.concatenate([rows.take(r).cpu().numpy() for r in mixed])
+            seg = np.tile(segment_of_row, len(requests))
+            for a in scored:
+                col = names.index(a)
+                others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
+                if settings.baselines:
+                    shuffled = (mixed_asked[:, col], np.concatenate(mixed_got))
+                scores[a] = _scores(asked[:, col], np.concatenate(got), seg, a, others, settings.seed,
+                                    copy=None if copy is None else np.tile(copy, (len(requests), 1)),
+                                    shuffled=shuffled)  # fmt: skip
+        result["control"][protocol] = {a: scores[a] for a in names}
     if vectors is not None:
         attrs = own_model if names else None
         for a in settings.vector_attributes:
             requested, got = [], []
             for amount in track_progress(settings.amounts, len(settings.amounts), f"attribute vector: {a}"):
                 z = mu + float(amount) * vectors.vector(a).to(mu.device)
-                gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
-                got.append(achieved(reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)))
-                requested += [float(amount)] * rows_per_decode
+                got.append(decode(z, attrs, settings.temperature))
+                requested += [float(amount)] * len(segment_of_row)
             seg = np.tile(segment_of_row, len(settings.amounts))
             result["vectors"][a] = _scores(requested, np.concatenate(got), seg, a, tuple(n for n in ATTRIBUTES if n != a),
                                            settings.seed)  # fmt: skip
     result["fidelity"] = {"chroma_sim": _finite_mean(chroma), "groove_sim": _finite_mean(groove), "n_decodes": len(chroma)}
     result["settings"] = {**asdict(settings), "segments": len(segments), "latent": model.cfg.latent,
-                          "attributes": names, "checkpoint": str(loaded.path)}  # fmt: skip
+                          "attributes": names, "definitions": bins.definitions.to_dict(),
+                          "checkpoint": str(loaded.path)}  # fmt: skip
     return result
 
 
@@ -304,34 +423,69 @@ def _finite_mean(values) -> float | None:
 
 
 def flatten_scores(result: dict) -> dict[str, float | None]:
-    """evaluation.json's flat keys: control.<attribute>.spearman, control.<attribute>.others_abs_spearman,
-    vectors.<attribute>.spearman, ..., fidelity.chroma_sim, fidelity.groove_sim."""
+    """evaluation.json's flat keys: control.<protocol>.<attribute>.{spearman, others_abs_spearman, copy_spearman,
+    minus_copy, shuffled_spearman}, vectors.<attribute>.{spearman, others_abs_spearman}, fidelity.chroma_sim,
+    fidelity.groove_sim."""
     flat = {}
-    for kind in ("control", "vectors"):
-        for a, s in result[kind].items():
-            flat[f"{kind}.{a}.spearman"] = s["spearman"]
-            flat[f"{kind}.{a}.others_abs_spearman"] = s["others_abs_spearman"]
+    for protocol, scores in result["control"].items():
+        for a, s in scores.items():
+            for key in ("spearman", "others_abs_spearman", "copy_spearman", "minus_copy", "shuffled_spearman"):
+                if key in s:
+                    flat[f"control.{protocol}.{a}.{key}"] = s[key]
+    for a, s in result["vectors"].items():
+        flat[f"vectors.{a}.spearman"] = s["spearman"]
+        flat[f"vectors.{a}.others_abs_spearman"] = s["others_abs_spearman"]
     flat.update({f"fidelity.{k}": v for k, v in result["fidelity"].items() if k != "n_decodes"})
     return flat
 
 
+def _fmt(value: float | None, interval: list[float] | None = None) -> str:
+    text = "–" if value is None else f"{value:.3f}"
+    return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+PROTOCOL_LABELS = {
+    "absolute": "absolute (ours): every bar asked for each class of one attribute",
+    "shift": "shift (MuseMorphose's): own class + δ, δ uniform in [−r, r] per segment and attribute, both at once",
+}
+
+
 def control_table(result: dict) -> str:
-    """The markdown table of a control evaluation (evaluation.md)."""
-    lines = [
-        "| how | attribute | Spearman ρ (requested vs achieved) [95% CI] | mean abs ρ of the others [95% CI] | others | rows (segments) |",
-        "|---|---|---|---|---|---|",
-    ]
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    ci = lambda v: "" if not v else f" [{v[0]:.3f}, {v[1]:.3f}]"  # noqa: E731
-    for kind, label in (("control", "attribute-conditioned (class)"), ("vectors", "attribute vector (amount)")):
-        for a, s in result[kind].items():
-            lines.append(f"| {label} | {a} | {fmt(s['spearman'])}{ci(s['spearman_ci95'])} | "
-                         f"{fmt(s['others_abs_spearman'])}{ci(s['others_abs_spearman_ci95'])} | {', '.join(s['others'])} | "
+    """The markdown tables of a control evaluation (evaluation.md): per protocol, ρ beside its baselines."""
+    lines = []
+    settings = result.get("settings", {})
+    for protocol, scores in result["control"].items():
+        lines += [f"**Attribute-conditioned, protocol {PROTOCOL_LABELS[protocol]}**", "",
+                  "| attribute | ρ requested vs achieved [95% CI] | copy baseline ρ | ρ − copy (paired) | "
+                  "shuffled-request ρ | mean abs ρ of the others | others | rows (segments) |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for a, s in scores.items():
+            lines.append(
+                f"| {a} | {_fmt(s['spearman'], s['spearman_ci95'])} | {_fmt(s.get('copy_spearman'), s.get('copy_spearman_ci95'))} | "
+                f"{_fmt(s.get('minus_copy'), s.get('minus_copy_ci95'))} | "
+                f"{_fmt(s.get('shuffled_spearman'), s.get('shuffled_spearman_ci95'))} | "
+                f"{_fmt(s['others_abs_spearman'], s['others_abs_spearman_ci95'])} | {', '.join(s['others'])} | "
+                f"{s['n']} ({s['segments']}) |"
+            )  # fmt: skip
+        lines.append("")
+    if result["vectors"]:
+        lines += ["**Attribute vectors** (z + amount × vector)", "",
+                  "| attribute | ρ amount vs achieved [95% CI] | mean abs ρ of the others [95% CI] | others | rows (segments) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for a, s in result["vectors"].items():
+            lines.append(f"| {a} | {_fmt(s['spearman'], s['spearman_ci95'])} | "
+                         f"{_fmt(s['others_abs_spearman'], s['others_abs_spearman_ci95'])} | {', '.join(s['others'])} | "
                          f"{s['n']} ({s['segments']}) |")  # fmt: skip
-    lines.append("")
-    lines.append("Intervals: a bootstrap over the segments (their bars and requests resampled together), "
-                 f"{BOOTSTRAP_RESAMPLES} resamples.")  # fmt: skip
+        lines.append("")
+    definitions = settings.get("definitions")
+    if definitions:
+        lines.append(f"Attributes read as rhythm={definitions['rhythm']}, polyphony={definitions['polyphony']} "
+                     "(the checkpoint's class edges).")  # fmt: skip
+    lines.append("Copy baseline: the decoder asked for each bar's own classes, scored against the protocol's requests "
+                 "(what ignoring the request scores). Shuffled: the protocol's requests permuted over its bars and "
+                 "decodes, scored against the request each bar got (copying scores ~0). Intervals: one bootstrap over "
+                 f"the segments (their bars and requests resampled together), {BOOTSTRAP_RESAMPLES} resamples.")  # fmt: skip
     f = result["fidelity"]
-    lines += ["", f"Fidelity to the input over all {f['n_decodes']} decodes: chroma similarity {fmt(f['chroma_sim'])}, "
-              f"groove similarity {fmt(f['groove_sim'])}."]  # fmt: skip
+    lines += ["", f"Fidelity to the input over all {f['n_decodes']} requested decodes: chroma similarity "
+              f"{_fmt(f['chroma_sim'])}, groove similarity {_fmt(f['groove_sim'])}."]  # fmt: skip
     return "\n".join(lines) + "\n"
