@@ -35,9 +35,12 @@ def test_tune_names(tmp_path):
 
 
 def test_unknown_corpus(tmp_path):
-    with pytest.raises(UserError, match="unknown corpus 'mozart': the bundled corpora are bach, folk"):
+    with pytest.raises(
+        UserError, match="unknown corpus 'mozart': the bundled corpora are bach, folk, mixed "
+    ):
         export_corpus("mozart", tmp_path)
     check_corpus_name("bach")
+    check_corpus_name("mixed")
 
 
 @pytest.mark.slow
@@ -99,3 +102,71 @@ def test_export_goes_on_past_a_file_that_crashes_its_worker(tmp_path, monkeypatc
     assert report.exported == 5 and sorted(p.name for p in tmp_path.glob("*.mid")) == [
         f"tune{i}.mid" for i in (0, 1, 3, 4, 5)
     ]
+
+
+MIXED_FAMILIES = {"quartets": 16, "keyboard": 22, "polyphony": 85, "folk": 34, "chorales": 23}
+
+
+@pytest.fixture(scope="module")
+def mixed_jobs(tmp_path_factory):
+    from musicvae.data.corpus import CORPORA
+
+    out = tmp_path_factory.mktemp("mixed")
+    return out, CORPORA["mixed"](out)
+
+
+def test_mixed_jobs_are_fixed_and_hold_every_family_once(mixed_jobs):
+    from collections import Counter
+    from pathlib import Path
+
+    from musicvae.data.corpus import CORPORA
+
+    out, jobs = mixed_jobs
+    assert CORPORA["mixed"](out) == jobs  # the same selection every time
+    outs = [Path(j.out) for j in jobs]
+    assert len(set(outs)) == len(outs) == 180  # no two files written to one path
+    rel = [p.relative_to(out).parts for p in outs]
+    assert Counter(parts[0] for parts in rel) == MIXED_FAMILIES  # as the module doc says
+    assert all(len(parts) >= 3 and parts[-1].endswith(".mid") for parts in rel)  # <family>/<composer>/...
+    composers = {parts[:2] for parts in rel}
+    for family, composer in [("quartets", "beethoven"), ("quartets", "mozart"), ("quartets", "haydn"),
+                             ("keyboard", "joplin"), ("polyphony", "palestrina"), ("polyphony", "monteverdi"),
+                             ("folk", "ryansMammoth"), ("chorales", "bach")]:  # fmt: skip
+        assert (family, composer) in composers
+    sources = [j.source for j in jobs if j.abc_text is None]
+    assert len(set(sources)) == len(sources)  # one format per piece
+    assert not [s for s in sources if s.endswith(".rntxt")]  # analyses, not music
+    folk = [j for j in jobs if "/folk/" in j.out]
+    assert all(j.abc_text and j.abc_text.lstrip().startswith("X:") for j in folk)  # one tune each
+
+
+def test_mixed_export_writes_readable_midi_of_each_family(mixed_jobs, tmp_path, monkeypatch, remi_tokenizer):
+    """The smallest file of each family (a full export takes minutes): written, read back, tokenized."""
+    from pathlib import Path
+
+    from symusic import Score
+
+    from musicvae.data import corpus
+
+    out, jobs = mixed_jobs
+
+    def size(job):
+        return len(job.abc_text) if job.abc_text else Path(job.source).stat().st_size
+
+    smallest = {}
+    for job in sorted(jobs, key=size):
+        smallest.setdefault(Path(job.out).relative_to(out).parts[0], job)
+    picked = [
+        corpus.ExportJob(job.source, str(tmp_path / Path(job.out).relative_to(out)), job.abc_text)
+        for job in smallest.values()
+    ]
+    monkeypatch.setitem(corpus.CORPORA, "mixed", lambda out_dir: picked)
+    report = export_corpus("mixed", tmp_path, workers=2, limit=5, progress=False)
+    assert (report.exported, report.failed) == (5, [])
+    parts = {}
+    for job in picked:
+        score = Score(job.out)
+        tracks = [t for t in score.tracks if len(t.notes)]
+        parts[Path(job.out).relative_to(tmp_path).parts[0]] = len(tracks)
+        assert midi_to_segments(job.out, remi_tokenizer, {"path": str(tmp_path)})
+    assert parts["folk"] == 1 and parts["quartets"] == 4 and parts["chorales"] >= 4  # one track per part

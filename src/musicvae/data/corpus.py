@@ -5,6 +5,17 @@
 - `folk`: the ABC tunebooks ryansMammoth and oneills1850; an ABC file may hold many tunes (an
   opus): one MIDI per tune → `<out>/ryansMammoth/<file stem>.mid`, `<out>/oneills1850/<tune number>.mid`
   (oneills1850 transcribes some tunes twice, in overlapping files: the first one is kept).
+- `mixed`: music whose texture varies, for attribute control (per-bar rhythm and polyphony classes: the
+  chorales alone are four voices nearly everywhere and leave polyphony classes empty; folk tunes are one
+  voice). 180 files (`MIXED_SOURCES`), each → `<out>/<family>/<composer>/<path in its folder>.mid`:
+  `quartets` (16: Beethoven 4, Mozart 5, Haydn 4 and Robert Schumann 3 quartet movements), `keyboard`
+  (22: piano pieces, songs with piano, a trio sonata, a clarinet concertino: every such file),
+  `polyphony` (85: Palestrina 55 of 1,318 (every 24th), Monteverdi madrigals 13, trecento 9, Josquin
+  4, Ciconia, da Luca, Lusitano, Webern 1 each), `folk/ryansMammoth` (34 tunes: every 32nd) and
+  `chorales/bach` (23: every 18th). Subsets are every k-th file of a sorted list (fixed). With 2-bar
+  windows (configs/data/mixed.yaml), every one of the 8 classes of rhythm and of polyphony holds at
+  least 6.9% of the training bars under both attribute definitions; more folk tunes or chorales
+  would fill a class with their tied values (1 or 4 voices, eighth notes) and empty its neighbours.
 
 A first bar that is a pickup (anacrusis) is moved to the end of a whole bar, so that the MIDI bar
 lines fall on the music's bar lines (music21 writes the pickup from tick 0).
@@ -18,6 +29,7 @@ file under a temporary name and renames it when complete, and marks a finished e
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import logging
 import os
@@ -85,20 +97,116 @@ def _tune_name(book: str, path: Path, index: int, tune: str) -> str:
     return path.stem if index == 0 else f"{path.stem}-{index:03d}"
 
 
-def _folk_jobs(out_dir: Path) -> list[ExportJob]:
-    """One job per tune; a tune transcribed twice (oneills1850 has overlapping files) is kept once."""
+def _folk_book_jobs(book: str, out_dir: Path) -> list[ExportJob]:
+    """One job per tune of a tunebook in FOLK_BOOKS → `<out_dir>/<book>/<name>.mid`; a tune transcribed
+    twice (oneills1850 has overlapping files) is kept once."""
     from music21 import corpus
 
     jobs: dict[str, ExportJob] = {}
-    for book in FOLK_BOOKS:
-        for path in sorted(Path(p) for p in corpus.getWork(book)):
-            for index, tune in enumerate(split_abc_tunes(path.read_text(encoding="latin-1"))):
-                out = out_dir / book / f"{_tune_name(book, path, index, tune)}.mid"
-                jobs.setdefault(str(out), ExportJob(source=str(path), out=str(out), abc_text=tune))
+    for path in sorted(Path(p) for p in corpus.getWork(book)):
+        for index, tune in enumerate(split_abc_tunes(path.read_text(encoding="latin-1"))):
+            out = out_dir / book / f"{_tune_name(book, path, index, tune)}.mid"
+            jobs.setdefault(str(out), ExportJob(source=str(path), out=str(out), abc_text=tune))
     return list(jobs.values())
 
 
-CORPORA: dict[str, Callable[[Path], list[ExportJob]]] = {"bach": _bach_jobs, "folk": _folk_jobs}
+def _folk_jobs(out_dir: Path) -> list[ExportJob]:
+    return [job for book in FOLK_BOOKS for job in _folk_book_jobs(book, out_dir)]
+
+
+@dataclass(frozen=True)
+class MixedSource:
+    """One source of the `mixed` corpus: music21 files → `<out>/<family>/<name>/<path in the folder>.mid`.
+
+    `name` is a music21 corpus folder (`corpus.getComposer`); `pattern` keeps the files whose path in
+    that folder matches it and none of `exclude` (fnmatch); `every` keeps every k-th of them (sorted
+    by path): a fixed subset. Two names reuse the other corpora's jobs: a tunebook of FOLK_BOOKS (one
+    job per tune, as `folk`) and `bach` (the chorales of `_bach_jobs`).
+    """
+
+    family: str
+    name: str
+    every: int = 1
+    pattern: str = "*"
+    exclude: tuple[str, ...] = ()
+
+
+# Scores, one format per piece (a piece in two formats: the first of these); .rntxt are analyses.
+SCORE_FORMATS = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
+
+
+def _score_files(name: str, pattern: str, exclude: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(file, path in its composer folder) of `name`'s scores matching `pattern`, sorted by path."""
+    from music21 import corpus
+
+    folder = Path(corpus.__file__).parent / name  # music21/corpus/<name>/
+    files = [Path(p) for p in corpus.getComposer(name) if Path(p).suffix in SCORE_FORMATS]
+    best: dict[Path, tuple[Path, Path]] = {}
+    for path in sorted(files, key=lambda p: SCORE_FORMATS.index(p.suffix)):
+        rel = path.relative_to(folder)
+        wanted = fnmatch.fnmatch(rel.as_posix(), pattern)
+        if wanted and not any(fnmatch.fnmatch(rel.as_posix(), x) for x in exclude):
+            best.setdefault(rel.with_suffix(""), (path, rel))
+    return [best[key] for key in sorted(best)]
+
+
+def _source_jobs(source: MixedSource, out_dir: Path) -> list[ExportJob]:
+    """`source`'s jobs, writing under `<out_dir>/<family>/<name>/`."""
+    folder = out_dir / source.family
+    if source.name in FOLK_BOOKS:
+        jobs = _folk_book_jobs(source.name, folder)
+    elif source.name == "bach":
+        jobs = _bach_jobs(folder / "bach")
+    else:
+        jobs = [
+            ExportJob(source=str(path), out=str((folder / source.name / rel).with_suffix(".mid")))
+            for path, rel in _score_files(source.name, source.pattern, source.exclude)
+        ]
+    return jobs[:: source.every]
+
+
+def mixed_jobs_from(sources: Iterable[MixedSource], out_dir: Path) -> list[ExportJob]:
+    """The jobs of several sources, in their order (the `mixed` corpus: `MIXED_SOURCES`)."""
+    return [job for source in sources for job in _source_jobs(source, out_dir)]
+
+
+def _mixed_jobs(out_dir: Path) -> list[ExportJob]:
+    return mixed_jobs_from(MIXED_SOURCES, out_dir)
+
+
+# music21 cannot write these as MIDI ("cannot expand Stream: badly formed repeats"): left out, as is
+# Chopin's one mazurka (the same) and Beethoven's whole quartets in one file (opus18no4 takes minutes).
+UNEXPANDABLE = ("k458/movement1.*", "k458/movement2.*", "opus74no1/movement3.*", "opus74no1/movement4.*")
+KEYBOARD_COMPOSERS = (
+    "beach corelli cpebach handel johnson_j_r joplin leadSheet liliuokalani schoenberg schubert "
+    "schumann_clara verdi weber"
+).split()
+MIXED_SOURCES = (
+    # string quartet movements: textures from one voice to dense chords
+    MixedSource("quartets", "beethoven", every=4, pattern="opus*/movement*"),
+    MixedSource("quartets", "mozart", every=3, exclude=("k545*", *UNEXPANDABLE)),
+    MixedSource("quartets", "haydn", every=2, exclude=UNEXPANDABLE),
+    MixedSource("quartets", "schumann_robert", every=2, pattern="opus41no1/*"),
+    # keyboard pieces, songs with piano, a trio sonata, a concertino: every file
+    *(MixedSource("keyboard", name) for name in KEYBOARD_COMPOSERS),
+    MixedSource("keyboard", "mozart", pattern="k545*"),
+    MixedSource("keyboard", "schumann_robert", exclude=("opus41no1/*",)),
+    # Renaissance and medieval vocal polyphony (2 to 6 voices entering and leaving)
+    MixedSource("polyphony", "palestrina", every=24),
+    MixedSource("polyphony", "monteverdi", every=4),
+    MixedSource("polyphony", "trecento", every=12),
+    MixedSource("polyphony", "josquin", every=2),
+    *(MixedSource("polyphony", name) for name in ("ciconia", "luca", "lusitano", "webern")),
+    # monophonic fiddle tunes and four-part chorales: a few, or their tied values would fill whole classes
+    MixedSource("folk", "ryansMammoth", every=32),
+    MixedSource("chorales", "bach", every=18),
+)
+
+CORPORA: dict[str, Callable[[Path], list[ExportJob]]] = {
+    "bach": _bach_jobs,
+    "folk": _folk_jobs,
+    "mixed": _mixed_jobs,
+}
 
 
 def check_corpus_name(name: str) -> None:
@@ -223,7 +331,7 @@ def export_corpus(
     progress: bool = True,
     timeout_s: float | None = None,
 ) -> ExportReport:
-    """Export corpus `name` (bach | folk) into `out_dir`, in `workers` processes, with a progress bar.
+    """Export corpus `name` (bach | folk | mixed) into `out_dir`, in `workers` processes, with a progress bar.
 
     `limit` exports only the first N files (tests); a limited export leaves no completion marker.
     A file that crashes its worker or takes over `timeout_s` seconds (None: no limit) is listed as failed.
