@@ -4,11 +4,14 @@ Rows: attribute definitions x protocol x attribute, one per seed and their mean.
 says whether control works: the copy baseline is what a decoder scores that ignores the request.
 """
 
+import csv
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from musicvae.report.checks import convergence
 
 DEFINITIONS = {"ours": "ours (rhythm=positions, polyphony=onsets)",
                "musemorphose": "MuseMorphose's (sub_beats, sub_beats)"}  # fmt: skip
@@ -47,10 +50,32 @@ def main(out: Path) -> None:
                           f"{fmt(s['others_abs_spearman'], s['others_abs_spearman_ci95'])} | {anchor} |")  # fmt: skip
                 if len(diffs) > 1 and None not in diffs:
                     print(f"| {label} | {protocol} | {attribute} | mean | | | **{np.mean(diffs):.3f}** | | | |")
-    fidelity = {n: r["fidelity"] for n, r in runs.items()}
     print()
-    print("Fidelity to the input (all requested decodes of both protocols): " + "; ".join(
-        f"{n} chroma {f['chroma_sim']:.3f} / groove {f['groove_sim']:.3f}" for n, f in fidelity.items()))
+    print("| run | final val/distortion (nats/segment) | val/kl | val/au | val/zgap | converged (val/distortion fell over "
+          "the last quarter) | chroma / groove of the requested decodes |")
+    print("|---|---|---|---|---|---|---|")
+    for name, result in runs.items():
+        last = last_validation(out / name / "metrics.csv")
+        conv = convergence({s: row["val/distortion"] for s, row in validations(out / name / "metrics.csv").items()})
+        f = result["fidelity"]
+        print(f"| {name} | {last['val/distortion']:.1f} | {last['val/kl']:.1f} | {last['val/au']:.0f} | "
+              f"{last['val/zgap']:.3f} | {'yes' if conv.converged else 'no'} ({conv.fall:.1%}) | "
+              f"{f['chroma_sim']:.3f} / {f['groove_sim']:.3f} |")  # fmt: skip
+
+
+def validations(metrics: Path) -> dict[int, dict[str, float]]:
+    """step -> the val/* values logged at that step (metrics.csv of a run)."""
+    out: dict[int, dict[str, float]] = {}
+    with metrics.open() as f:
+        for row in csv.DictReader(f):
+            if row.get("val/distortion"):
+                out[int(row["step"])] = {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+    return out
+
+
+def last_validation(metrics: Path) -> dict[str, float]:
+    rows = validations(metrics)
+    return rows[max(rows)]
 
 
 if __name__ == "__main__":
