@@ -6,15 +6,30 @@ PY := $(VENV)/bin/python
 # A CPU build of torch by default (this machine has one on disk; an unpinned torch pulls a multi-GB
 # CUDA build). Bring your own: `make install TORCH_SPEC="torch==2.5.1"` or install torch first.
 TORCH_SPEC ?= torch==2.13.0
+# Every other package at the versions CI tested (requirements.lock, written by `make lock`); LOCK= takes
+# pyproject.toml's ranges instead.
+LOCK ?= requirements.lock
+EXTRAS := dev,bench,tensorboard
 
-.PHONY: install test test-slow test-browser demo study lint clean-data
+.PHONY: install lock test test-slow test-browser demo study lint clean-data
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(if $(LOCK),$(PY) -m pip install -q -r $(LOCK))
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
+
+# requirements.lock again from a fresh venv (after changing a dependency in pyproject.toml).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q "$(TORCH_SPEC)"
+	.lock-venv/bin/python -m pip install -q ".[$(EXTRAS)]"
+	head -4 requirements.lock > requirements.lock.new
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|musicvae)( |==|@)' >> requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 install: $(VENV)/.installed
 

@@ -109,14 +109,17 @@ def test_killed_and_resumed_run_keeps_every_logged_step_once(overrides, compose_
     assert steps == [10, 20, 30]
 
 
+EVERY_4 = ("callbacks=[default,periodic_checkpoint]", "callbacks.periodic_checkpoint.every_n_train_steps=4")
+
+
 def test_checkpoints_every_n_steps_bound_what_a_kill_costs(overrides, compose_cfg, tmp_path):
     run = tmp_path / "killed"
-    proc = run_and_signal(run, overrides(run, "trainer.checkpoint_every_n_steps=4"), "SIGKILL")
+    proc = run_and_signal(run, overrides(run, *EVERY_4), "SIGKILL")
     assert proc.returncode == -9, proc.stderr[-2000:]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 12  # the newest multiple of 4 before the kill at 13, not validation's 10
-    whole = train(compose_cfg("train", overrides(tmp_path / "whole", "trainer.checkpoint_every_n_steps=4")))
-    assert train(compose_cfg("train", overrides(run, "trainer.checkpoint_every_n_steps=4", "resume=true")))["global_step"] == 30
+    whole = train(compose_cfg("train", overrides(tmp_path / "whole", *EVERY_4)))
+    assert train(compose_cfg("train", overrides(run, *EVERY_4, "resume=true")))["global_step"] == 30
     assert logged(run) == logged(whole["run_dir"])
     assert_trained_alike(run, whole["run_dir"])
 
@@ -164,7 +167,7 @@ def test_a_diverging_run_stops_with_one_clear_error_or_skips(overrides, compose_
         return terms
 
     run = tmp_path / on_nan
-    cfg = compose_cfg("train", overrides(run, f"trainer.on_nan={on_nan}"))
+    cfg = compose_cfg("train", overrides(run, f"callbacks.non_finite.on_nan={on_nan}"))
     VAEModule.loss_terms = poisoned
     try:
         if on_nan == "stop":

@@ -7,10 +7,10 @@
   handler saves a checkpoint and requeues the job (SLURMEnvironment's auto-requeue), and the requeued
   job resumes from it; elsewhere `CheckpointOnInterrupt` turns it into SIGTERM, so it stops the same way:
   a checkpoint, then exit 143. (hydra/launcher=slurm asks for SIGUSR2, which submitit itself handles by
-  requeueing without a checkpoint: there `trainer.checkpoint_every_n_steps` bounds what is lost.)
+  requeueing without a checkpoint: there `callbacks=[default,periodic_checkpoint]` bounds what is lost.)
 - Non-finite losses and gradients: `NonFiniteGuard` stops the run with one clear error naming the step
-  and the last good checkpoint (`trainer.on_nan=stop`, the default), or drops the batch and counts it
-  (`trainer.on_nan=skip`). A stopped run writes no checkpoint after the fault, so last.ckpt stays finite.
+  and the last good checkpoint (`callbacks.non_finite.on_nan=stop`, the default), or drops the batch and counts it
+  (`callbacks.non_finite.on_nan=skip`). A stopped run writes no checkpoint after the fault, so last.ckpt stays finite.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class NonFiniteGuard(Callback):
 
     def __init__(self, on_nan: str = "stop"):
         if on_nan not in ON_NAN:
-            raise UserError(f"trainer.on_nan={on_nan!r} is not one of {', '.join(ON_NAN)}")
+            raise UserError(f"callbacks.non_finite.on_nan={on_nan!r} is not one of {', '.join(ON_NAN)}")
         self.on_nan = on_nan
         self.skipped = 0
 
@@ -83,7 +83,7 @@ class NonFiniteGuard(Callback):
         raise NonFiniteLoss(
             f"{what} at step {trainer.global_step}: training stopped. Last good checkpoint: "
             f"{last or 'none yet'}. Lower optim.lr or keep trainer.gradient_clip_val on; "
-            "trainer.on_nan=skip drops such batches instead"
+            "callbacks.non_finite.on_nan=skip drops such batches instead"
         )
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:

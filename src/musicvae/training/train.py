@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import hydra.utils
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicvae.audio import AudioConfig
@@ -22,7 +24,7 @@ from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation import FidelityConfig, evaluate_fidelity
 from musicvae.models.vae import MASK_ID
 from musicvae.training.ddp import ddp_processes, launch_rank
-from musicvae.training.faults import CheckpointOnInterrupt, NonFiniteGuard
+from musicvae.training.faults import CheckpointOnInterrupt
 from musicvae.training.media import MediaConfig, ValidationMedia
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
@@ -77,28 +79,53 @@ def build_module(cfg: DictConfig, dm: MidiDataModule) -> VAEModule:
     )
 
 
+def _instantiate(group: str, cfg: DictConfig | None, runtime: Callable[[type], dict]) -> list:
+    """The objects of a config group of named `_target_` nodes (logger, callbacks), in order; null entries
+    skipped. `runtime(cls)` gives what only the run knows (its folder, its step), passed where the node
+    does not set it. A node without `_target_` or naming no class is one UserError."""
+    objects = []
+    for name, node in (cfg or {}).items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise UserError(f"{group}.{name} needs a _target_ (a class to build), e.g. +{group}.{name}._target_=...")
+        try:
+            cls = hydra.utils.get_class(node._target_)
+        except Exception as e:  # noqa: BLE001 - Hydra's error for a target it cannot import
+            raise UserError(f"{group}.{name}._target_={node._target_!r} names no class that imports here ({e})") from None
+        extra = {k: v for k, v in runtime(cls).items() if k not in node}
+        try:  # partial first: a runtime argument may share a name with instantiate's own (wandb's `config`)
+            objects.append(hydra.utils.instantiate(node, _partial_=True, _convert_="all")(**extra))
+        except ModuleNotFoundError as e:  # e.g. TensorBoardLogger without tensorboard(X)
+            raise UserError(f"{group}.{name} ({node._target_}) needs a package that is not installed: {e}. "
+                            "For logger=tensorboard: pip install 'musicvae[tensorboard]'") from None
+    return objects
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int = 0) -> list[Logger]:
-    loggers: list[Logger] = []
-    if cfg.logger.get("csv"):
-        if resume_step or not (run_dir / "metrics.csv").exists():  # nothing is lost: say nothing
-            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-        # -> run_dir/metrics.csv, keeping the rows before the step a resumed run starts from
-        loggers.append(ResumingCSVLogger(save_dir=str(run_dir), name="", version="", resume_step=resume_step))
-    wb = cfg.logger.get("wandb")
-    if wb:
-        loggers.append(
-            WandbLogger(
-                project=wb.project,
-                save_dir=str(run_dir),
-                offline=wb.mode == "offline",
-                group=wb.get("group"),
-                job_type=wb.get("job_type"),
-                tags=list(wb.get("tags") or []),
-                name=run_dir.name,
-                config=OmegaConf.to_container(cfg, resolve=True),
-            )
-        )
-    return loggers
+    """cfg.logger's loggers (configs/logger/), each writing into the run dir."""
+
+    def runtime(cls: type) -> dict:
+        args: dict = {"save_dir": str(run_dir)}
+        if issubclass(cls, ResumingCSVLogger):  # -> run_dir/metrics.csv, keeping the rows before a resumed step
+            if resume_step or not (run_dir / "metrics.csv").exists():  # nothing is lost: say nothing
+                warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            args.update(name="", version="", resume_step=resume_step)
+        elif issubclass(cls, WandbLogger):
+            args.update(name=run_dir.name, config=OmegaConf.to_container(cfg, resolve=True))
+        elif issubclass(cls, TensorBoardLogger):
+            args.update(version="")
+        return args
+
+    return _instantiate("logger", cfg.get("logger"), runtime)
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Callback]:
+    """cfg.callbacks (configs/callbacks/): a ModelCheckpoint without a dirpath writes into the run's checkpoints/."""
+    return _instantiate(
+        "callbacks", cfg.get("callbacks"),
+        lambda cls: {"dirpath": str(run_dir / "checkpoints")} if issubclass(cls, ModelCheckpoint) else {},
+    )  # fmt: skip
 
 
 def check_splits(dm: MidiDataModule) -> None:
@@ -149,6 +176,20 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, ckpt_path: Path | None, resu
         (run_dir / "kl_per_dim.jsonl").unlink(missing_ok=True)
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[Callback]) -> pl.Trainer:
+    """cfg.trainer (configs/trainer/, `_target_: pytorch_lightning.Trainer`) with the run's folder, loggers and
+    callbacks. A configuration of the old form (our keys among the Trainer's) is told where they went."""
+    moved = {"on_nan": "callbacks.non_finite.on_nan=...",
+             "checkpoint_every_n_steps": "callbacks=[default,periodic_checkpoint] callbacks.periodic_checkpoint.every_n_train_steps=N",
+             "prepare_data_per_node": "data.prepare_data_per_node=..."}  # fmt: skip
+    for key, instead in moved.items():
+        if key in cfg.trainer:
+            raise UserError(f"trainer.{key} is no Trainer argument and has moved: {instead}")
+    node = cfg.trainer if "_target_" in cfg.trainer else OmegaConf.merge({"_target_": "pytorch_lightning.Trainer"}, cfg.trainer)
+    return hydra.utils.instantiate(node, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks,
+                                   _convert_="all")  # fmt: skip
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics.
 
@@ -171,8 +212,7 @@ def train(cfg: DictConfig) -> dict:
     # rank 0 only while the other ranks wait, then dm.setup on every rank. The model needs only the
     # tokenizer, which the config defines.
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    dm.prepare_data_per_node = bool(trainer_args.pop("prepare_data_per_node", False))
+    dm.prepare_data_per_node = bool(cfg.data.get("prepare_data_per_node", False))
     module = build_module(cfg, dm)
     if resume is not None:
         check_resumable(resume, module.hparams, ckpt_path)
@@ -186,14 +226,8 @@ def train(cfg: DictConfig) -> dict:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    guard = NonFiniteGuard(trainer_args.pop("on_nan", "stop"))  # ours, not pl.Trainer arguments
-    every = trainer_args.pop("checkpoint_every_n_steps", None)
     interrupt = CheckpointOnInterrupt(last_checkpoint(run_dir))
-    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, guard, interrupt]
-    if every:  # last.ckpt also every N steps, whatever the validation interval: a kill costs < N steps
-        callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", every_n_train_steps=int(every), save_top_k=0, save_last=True)
-        )
+    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, *build_callbacks(cfg, run_dir), interrupt]
     audio = AudioConfig.from_value(cfg.get("audio"))
     media = MediaConfig(**OmegaConf.to_container(cfg.media, resolve=True)) if cfg.get("media") else None
     if media and media.every_n_steps > 0:
@@ -204,12 +238,7 @@ def train(cfg: DictConfig) -> dict:
     # Under DDP the module reduces its validation sums across ranks itself: Lightning's advice to log them
     # with sync_dist=True (which would average the reduced values once more) does not apply.
     warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
-    trainer = pl.Trainer(
-        **trainer_args,
-        default_root_dir=str(run_dir),
-        logger=loggers or False,
-        callbacks=callbacks,
-    )
+    trainer = build_trainer(cfg, run_dir, loggers, callbacks)
     log.info("run dir: %s | conditioning: %s", run_dir, cfg.model.conditioning.mode)
     fidelity = None
     try:
