@@ -12,6 +12,12 @@ from pathlib import Path
 from musicvae.errors import UserError
 
 HIDDEN_OPTIONS = {"base"}  # shared settings pulled in by the others, not an option of their own
+# Keys that were once in a config and moved: the override that replaces each.
+MOVED_KEYS = {
+    "trainer.on_nan": "callbacks.non_finite.on_nan",
+    "trainer.checkpoint_every_n_steps": "callbacks=[default,periodic_checkpoint] callbacks.periodic_checkpoint.every_n_train_steps",
+    "trainer.prepare_data_per_node": "data.prepare_data_per_node",
+}
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
@@ -25,6 +31,8 @@ def check_group_choices(config_dir: str | Path, overrides: Sequence[str]) -> Non
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
+        if key in MOVED_KEYS:
+            raise UserError(f"{key} has moved: {MOVED_KEYS[key]}={value}" if sep else f"{key} has moved: {MOVED_KEYS[key]}")
         if sep and "." in key and (config_dir / key.replace(".", "/")).is_dir():
             group = key.replace(".", "/")
             raise UserError(
@@ -34,6 +42,7 @@ def check_group_choices(config_dir: str | Path, overrides: Sequence[str]) -> Non
         if not sep or key.startswith("hydra") or "." in key or not (config_dir / key).is_dir():
             continue
         choices = group_options(config_dir, key)
-        for option in value.split(","):  # a multirun sweep: data=bach,folk
+        # a multirun sweep: data=bach,folk; several options of one group: callbacks=[default,lr_monitor]
+        for option in value.strip("[]").split(","):
             if option and option != "null" and option not in choices:
                 raise UserError(f"unknown {key}={option}: choose one of {', '.join(choices)}")

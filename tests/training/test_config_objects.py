@@ -66,3 +66,13 @@ def test_old_trainer_keys_say_where_they_went(compose_cfg, tmp_path, old, instea
 def test_trainer_is_built_from_its_target(compose_cfg, tmp_path):
     trainer = build_trainer(compose_cfg("train", ["trainer=debug", "trainer.max_steps=3"]), tmp_path, [], [])
     assert trainer.max_steps == 3 and trainer.default_root_dir == str(tmp_path)
+
+
+def test_the_command_line_takes_lists_of_presets_and_names_moved_keys(configs_dir):
+    from musicvae.choices import check_group_choices
+
+    check_group_choices(configs_dir, ["callbacks=[default,lr_monitor]", "logger=tensorboard"])  # fine
+    with pytest.raises(UserError, match=r"unknown callbacks=lr_monitr: choose one of default, early_stopping"):
+        check_group_choices(configs_dir, ["callbacks=[default,lr_monitr]"])
+    with pytest.raises(UserError, match=r"trainer.on_nan has moved: callbacks.non_finite.on_nan=skip"):
+        check_group_choices(configs_dir, ["trainer.on_nan=skip"])

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from musicvae.audio import AudioConfig
 from musicvae.checkpoint import check_resumable, read_checkpoint
+from musicvae.choices import MOVED_KEYS
 from musicvae.data import MidiDataModule
 from musicvae.data.config import data_source
 from musicvae.data.tokenize import tokenizer_to_dict
@@ -179,12 +180,10 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig, ckpt_path: Path | None, resu
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbacks: list[Callback]) -> pl.Trainer:
     """cfg.trainer (configs/trainer/, `_target_: pytorch_lightning.Trainer`) with the run's folder, loggers and
     callbacks. A configuration of the old form (our keys among the Trainer's) is told where they went."""
-    moved = {"on_nan": "callbacks.non_finite.on_nan=...",
-             "checkpoint_every_n_steps": "callbacks=[default,periodic_checkpoint] callbacks.periodic_checkpoint.every_n_train_steps=N",
-             "prepare_data_per_node": "data.prepare_data_per_node=..."}  # fmt: skip
-    for key, instead in moved.items():
-        if key in cfg.trainer:
-            raise UserError(f"trainer.{key} is no Trainer argument and has moved: {instead}")
+    for key, instead in MOVED_KEYS.items():  # a config.yaml of an older run, or a config file of the user's
+        group, _, name = key.partition(".")
+        if group == "trainer" and name in cfg.trainer:
+            raise UserError(f"{key} is no Trainer argument and has moved: {instead}")
     node = cfg.trainer if "_target_" in cfg.trainer else OmegaConf.merge({"_target_": "pytorch_lightning.Trainer"}, cfg.trainer)
     return hydra.utils.instantiate(node, default_root_dir=str(run_dir), logger=loggers or False, callbacks=callbacks,
                                    _convert_="all")  # fmt: skip
