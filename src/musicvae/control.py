@@ -326,6 +326,88 @@ def shuffle_requests(requests: list[torch.Tensor], rows: _Rows, columns: list[in
     return [rows.put(r, f) for r, f in zip(requests, flat.view_as(cells), strict=True)]
 
 
+class _Decodes:
+    """The evaluated segments of one control evaluation and what decoding them gives: each call decodes every
+    segment from z with attribute classes and returns the achieved classes, a row per latent; the requested
+    decodes also add their chroma / groove similarity to the input."""
+
+    def __init__(self, loaded: LoadedCheckpoint, segments: list[list[int]], settings: ControlSettings, bins):
+        self.model, self.tok, self.settings, self.bins = loaded.model, loaded.tokenizer, settings, bins
+        self.segments = segments
+        self.rules, self.reader = token_rules(self.tok), bins.reader(self.tok)
+        self.mu, _ = encode_segments(self.model, segments, settings.batch_size, self.rules.bar_ids)  # (N, [K,] c)
+        self.k = self.mu.shape[1] if self.model.per_bar else None
+        self.n_bars = [count_bars(s, self.rules) for s in segments]
+        self.rows = _Rows(self.n_bars, self.model.per_bar)
+        self.segment_of_row = np.repeat(np.arange(len(segments)), self.n_bars) if self.model.per_bar else np.arange(len(segments))
+        self.originals = [tokens_to_pretty_midi(self.tok, s)[0] for s in segments]
+        self.chroma: list[float | None] = []
+        self.groove: list[float | None] = []
+
+    def own(self, names) -> torch.Tensor:
+        """The inputs' own classes of `names` per latent: (N, [K,] len(names))."""
+        own = latent_classes(self.reader, self.bins, self.segments, names, self.model.per_bar, self.k)
+        return torch.from_numpy(own).to(self.mu.device)
+
+    def __call__(self, z: torch.Tensor, attrs: torch.Tensor | None, temperature: float, fidelity: bool = True) -> np.ndarray:
+        """Classes of each segment decoded from z with `attrs`, rows as the inputs' latents: (rows, A)."""
+        sampling = SamplingConfig(temperature, 0, self.settings.top_p, self.model.cfg.max_len - 1)
+        gen = torch.Generator(device=self.mu.device).manual_seed(self.settings.seed)  # the same noise for every decode
+        decoded = reconstruct_segments(self.model, self.segments, z, sampling, self.rules, gen, self.settings.batch_size, attrs)
+        if fidelity:
+            for original, ids in zip(self.originals, decoded, strict=True):
+                out = tokens_to_pretty_midi(self.tok, ids)[0]
+                self.chroma.append(chroma_similarity(original, out))
+                self.groove.append(groove_similarity(original, out))
+        got = latent_classes(self.reader, self.bins, decoded, ATTRIBUTES, self.model.per_bar, self.k)
+        return np.concatenate([g[:n] for g, n in zip(got, self.n_bars, strict=True)]) if self.model.per_bar else got
+
+
+def _protocol_scores(decodes: _Decodes, protocol: str, names: list[str]) -> dict:
+    """{attribute: scores} of one protocol of attribute-conditioned decoding, with its baselines."""
+    settings, rows = decodes.settings, decodes.rows
+    own = decodes.own(names)
+    rng = np.random.default_rng(settings.seed)
+    if protocol == "absolute":
+        groups, temperature = absolute_requests(own, names, settings.classes), settings.temperature
+    else:
+        groups = shift_requests(own, names, settings.shift_draws, settings.shift_range, rng)
+        temperature = settings.shift_temperature
+    copy = decodes(decodes.mu, own, temperature, fidelity=False) if settings.baselines else None
+    scores = {}
+    for scored, requests in groups:
+        label = f"control ({protocol}): {', '.join(scored)}"
+        got = np.concatenate([decodes(decodes.mu, r, temperature) for r in track_progress(requests, len(requests), label)])
+        asked = np.concatenate([rows.take(r).cpu().numpy() for r in requests])  # (D * rows, A_model)
+        if settings.baselines:
+            mixed = shuffle_requests(requests, rows, [names.index(a) for a in scored], rng)
+            label += " (shuffled requests)"
+            mixed_got = np.concatenate([decodes(decodes.mu, r, temperature, fidelity=False)
+                                        for r in track_progress(mixed, len(mixed), label)])  # fmt: skip
+            mixed_asked = np.concatenate([rows.take(r).cpu().numpy() for r in mixed])
+        seg = np.tile(decodes.segment_of_row, len(requests))
+        for a in scored:
+            col = names.index(a)
+            others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
+            baselines = {"copy": np.tile(copy, (len(requests), 1)), "shuffled": (mixed_asked[:, col], mixed_got)} \
+                if settings.baselines else {}  # fmt: skip
+            scores[a] = _scores(asked[:, col], got, seg, a, others, settings.seed, **baselines)
+    return {a: scores[a] for a in names}
+
+
+def _vector_scores(decodes: _Decodes, vectors: AttributeVectors, attrs: torch.Tensor | None) -> dict:
+    """{attribute: scores} of attribute vectors: ρ between the amount z moved along the vector and the class."""
+    settings, result = decodes.settings, {}
+    for a in settings.vector_attributes:
+        requested, got = [], []
+        for amount in track_progress(settings.amounts, len(settings.amounts), f"attribute vector: {a}"):
+            got.append(decodes(decodes.mu + float(amount) * vectors.vector(a).to(decodes.mu.device), attrs, settings.temperature))
+            requested += [float(amount)] * len(decodes.segment_of_row)
+        seg = np.tile(decodes.segment_of_row, len(settings.amounts))
+        result[a] = _scores(requested, np.concatenate(got), seg, a, tuple(n for n in ATTRIBUTES if n != a), settings.seed)
+    return result
+
+
 @torch.no_grad()
 def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: ControlSettings,
                      vectors: AttributeVectors | None = None) -> dict:  # fmt: skip
@@ -338,80 +420,17 @@ def evaluate_control(loaded: LoadedCheckpoint, dm: MidiDataModule, settings: Con
     ρ between amount and achieved class. Achieved classes are read from the decoded tokens, per bar for a
     per-bar model (a row per bar), per segment otherwise, with the checkpoint's class edges and definitions.
     """
-    model, tok = loaded.model, loaded.tokenizer
     bins = loaded.attribute_bins or (vectors.bins if vectors is not None else None)
     if bins is None:
         raise UserError(f"{loaded.path} has no attributes and no attribute vectors: run scripts/attributes.py first, "
                         "or train with model.attributes=[rhythm,polyphony]")  # fmt: skip
-    segments = spread_segments(dm, settings.split, settings.n_segments)
-    rules, reader = token_rules(tok), bins.reader(tok)
-    mu, _ = encode_segments(model, segments, settings.batch_size, rules.bar_ids)
-    k = mu.shape[1] if model.per_bar else None
-    own = torch.from_numpy(latent_classes(reader, bins, segments, ATTRIBUTES, model.per_bar, k)).to(mu.device)
-    n_bars = [count_bars(s, rules) for s in segments]
-    rows = _Rows(n_bars, model.per_bar)
-    originals = [tokens_to_pretty_midi(tok, s)[0] for s in segments]
-    chroma, groove = [], []
-
-    def decode(z: torch.Tensor, attrs: torch.Tensor | None, temperature: float, fidelity: bool = True) -> np.ndarray:
-        """Classes of each segment decoded from z with `attrs`, rows as the inputs' latents: (rows, A)."""
-        sampling = SamplingConfig(temperature, 0, settings.top_p, model.cfg.max_len - 1)
-        gen = torch.Generator(device=mu.device).manual_seed(settings.seed)
-        decoded = reconstruct_segments(model, segments, z, sampling, rules, gen, settings.batch_size, attrs)
-        for original, ids in zip(originals, decoded, strict=True):
-            if fidelity:
-                out = tokens_to_pretty_midi(tok, ids)[0]
-                chroma.append(chroma_similarity(original, out))
-                groove.append(groove_similarity(original, out))
-        got = latent_classes(reader, bins, decoded, ATTRIBUTES, model.per_bar, k)
-        return np.concatenate([g[:n] for g, n in zip(got, n_bars, strict=True)]) if model.per_bar else got
-
-    segment_of_row = np.repeat(np.arange(len(segments)), n_bars) if model.per_bar else np.arange(len(segments))
-    result: dict = {"control": {}, "vectors": {}}
-    names = list(model.cfg.attributes)
-    own_model = own[..., [ATTRIBUTES.index(n) for n in names]]  # the inputs' own classes of the model's attributes
-    for protocol in settings.protocols if names else ():
-        rng = np.random.default_rng(settings.seed)
-        if protocol == "absolute":
-            groups, temperature = absolute_requests(own_model, names, settings.classes), settings.temperature
-        else:
-            groups = shift_requests(own_model, names, settings.shift_draws, settings.shift_range, rng)
-            temperature = settings.shift_temperature
-        copy = decode(mu, own_model, temperature, fidelity=False) if settings.baselines else None
-        scores = {}
-        for scored, requests in groups:
-            label = f"control ({protocol}): {', '.join(scored)}"
-            got = [decode(mu, r, temperature) for r in track_progress(requests, len(requests), label)]
-            asked = np.concatenate([rows.take(r).cpu().numpy() for r in requests])  # (D * rows, A_model)
-            shuffled = None
-            if settings.baselines:
-                mixed = shuffle_requests(requests, rows, [names.index(a) for a in scored], rng)
-                mixed_got = [decode(mu, r, temperature, fidelity=False)
-                             for r in track_progress(mixed, len(mixed), label + " (shuffled requests)")]  # fmt: skip
-                mixed_asked = np.concatenate([rows.take(r).cpu().numpy() for r in mixed])
-            seg = np.tile(segment_of_row, len(requests))
-            for a in scored:
-                col = names.index(a)
-                others = tuple(n for n in names if n != a) or tuple(n for n in ATTRIBUTES if n != a)
-                if settings.baselines:
-                    shuffled = (mixed_asked[:, col], np.concatenate(mixed_got))
-                scores[a] = _scores(asked[:, col], np.concatenate(got), seg, a, others, settings.seed,
-                                    copy=None if copy is None else np.tile(copy, (len(requests), 1)),
-                                    shuffled=shuffled)  # fmt: skip
-        result["control"][protocol] = {a: scores[a] for a in names}
-    if vectors is not None:
-        attrs = own_model if names else None
-        for a in settings.vector_attributes:
-            requested, got = [], []
-            for amount in track_progress(settings.amounts, len(settings.amounts), f"attribute vector: {a}"):
-                z = mu + float(amount) * vectors.vector(a).to(mu.device)
-                got.append(decode(z, attrs, settings.temperature))
-                requested += [float(amount)] * len(segment_of_row)
-            seg = np.tile(segment_of_row, len(settings.amounts))
-            result["vectors"][a] = _scores(requested, np.concatenate(got), seg, a, tuple(n for n in ATTRIBUTES if n != a),
-                                           settings.seed)  # fmt: skip
-    result["fidelity"] = {"chroma_sim": _finite_mean(chroma), "groove_sim": _finite_mean(groove), "n_decodes": len(chroma)}
-    result["settings"] = {**asdict(settings), "segments": len(segments), "latent": model.cfg.latent,
+    decodes = _Decodes(loaded, spread_segments(dm, settings.split, settings.n_segments), settings, bins)
+    names = list(loaded.model.cfg.attributes)
+    result: dict = {"control": {p: _protocol_scores(decodes, p, names) for p in (settings.protocols if names else ())}}
+    result["vectors"] = _vector_scores(decodes, vectors, decodes.own(names) if names else None) if vectors else {}
+    result["fidelity"] = {"chroma_sim": _finite_mean(decodes.chroma), "groove_sim": _finite_mean(decodes.groove),
+                          "n_decodes": len(decodes.chroma)}  # fmt: skip
+    result["settings"] = {**asdict(settings), "segments": len(decodes.segments), "latent": loaded.model.cfg.latent,
                           "attributes": names, "definitions": bins.definitions.to_dict(),
                           "checkpoint": str(loaded.path)}  # fmt: skip
     return result

@@ -64,16 +64,10 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 # ops of a one-token step (its gain was within this VM's run-to-run noise: 0 to 15%).
 @torch.inference_mode()
 def sample_tokens(
-    model: MusicVAE,
-    z: torch.Tensor,
-    cfg: SamplingConfig,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-    rules: TokenRules | None = None,
-    bars: int | None = None,
-    prompt: torch.Tensor | None = None,
-    attributes: torch.Tensor | None = None,
-) -> list[list[int]]:
+    model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None,
+    use_cache: bool = True, rules: TokenRules | None = None, bars: int | None = None,
+    prompt: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
+) -> list[list[int]]:  # fmt: skip
     """z (B, c), or (B, K, c) one per bar -> B token lists (no BOS, no EOS, prompt included), decoded from
     BOS (and the `prompt` (B, P) after it, fed in one cached pass) until EOS or cfg.max_tokens.
 
@@ -93,28 +87,13 @@ def sample_tokens(
     per_bar = z.dim() == 3 and z.shape[1] > 1
     if (per_bar or bars) and not bar_ids:
         raise ValueError("per-bar latents or a bar count need the tokenizer's bar_ids to count bars")
-    n_prompt = 0 if prompt is None else prompt.shape[1]
-    max_new = min(cfg.max_tokens, model.cfg.max_len - 1 - n_prompt)  # BOS + prompt + max_new positions fit
-    if max_new < 1:
-        raise UserError(f"a prompt of {n_prompt} tokens leaves no room in the model's max_len={model.cfg.max_len}")
-    # The sequence buffer and the KV cache are allocated once for the whole decode, written in place.
-    seq = torch.full((b, 1 + n_prompt + max_new), PAD_ID, dtype=torch.long, device=device)
-    seq[:, 0] = BOS_ID
-    if n_prompt:
-        seq[:, 1 : 1 + n_prompt] = prompt
-    length = 1 + n_prompt
+    seq, max_new = _sequence_buffer(model, cfg, b, device, prompt)
+    length = seq.shape[1] - max_new
     cache = model.decoder.new_cache(model.conditioning.max_prefix + seq.shape[1]) if use_cache else None
     bar_ids_t = torch.as_tensor(list(bar_ids), dtype=torch.long, device=device)
     position_bars = bar_index(seq, bar_ids_t) if per_bar else None  # (B, T): each position's bar, as tokens come
     opened = torch.isin(seq[:, :length], bar_ids_t).sum(1)  # (B,) Bar tokens so far
-    state = None
-    if grammar is not None:
-        try:
-            state = grammar.start(b, device, bars=bars, max_new=max_new)
-        except ValueError as e:  # the budget cannot hold the bars asked for
-            raise UserError(f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len}): {e}") from None
-        if n_prompt:
-            grammar.feed(state, prompt)
+    state = _grammar_state(grammar, b, device, bars, max_new, prompt, f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len})")
     done = torch.zeros(b, dtype=torch.bool, device=device)
     banned = torch.tensor(list(rules.banned), dtype=torch.long, device=device)
     fed = 0  # positions already in the cache
@@ -130,11 +109,7 @@ def sample_tokens(
         logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
         nxt = _draw(logits, generator).masked_fill(done, PAD_ID)  # (B,)
         if per_bar or bars:  # count the bars: to switch latents, or to stop at `bars`
-            is_bar = torch.isin(nxt, bar_ids_t)
-            if bars:  # a Bar that would open bar `bars` + 1 ends the sequence instead
-                nxt = torch.where(is_bar & (opened >= bars), torch.full_like(nxt, EOS_ID), nxt)
-                is_bar = is_bar & (opened < bars)
-            opened = opened + is_bar.long()
+            nxt, opened = _count_bars(nxt, opened, bar_ids_t, bars)
             if position_bars is not None:
                 position_bars[:, length] = (opened - 1).clamp(min=0)
         if state is not None:
@@ -144,11 +119,46 @@ def sample_tokens(
         done |= nxt == EOS_ID
         if done.all():
             break
-    seq = seq[:, :length]
-    out = []
-    for row in seq[:, 1:].tolist():
-        out.append(row[: row.index(EOS_ID)] if EOS_ID in row else [t for t in row if t != PAD_ID])
-    return out
+    return [row[: row.index(EOS_ID)] if EOS_ID in row else [t for t in row if t != PAD_ID]
+            for row in seq[:, 1:length].tolist()]  # fmt: skip
+
+
+def _sequence_buffer(model: MusicVAE, cfg: SamplingConfig, b: int, device, prompt: torch.Tensor | None):
+    """The (B, 1 + P + max_new) token buffer of a whole decode, allocated once and written in place: BOS, the
+    prompt (B, P), then PAD; and max_new, what fits the model's max_len. UserError when nothing fits."""
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    max_new = min(cfg.max_tokens, model.cfg.max_len - 1 - n_prompt)  # BOS + prompt + max_new positions fit
+    if max_new < 1:
+        raise UserError(f"a prompt of {n_prompt} tokens leaves no room in the model's max_len={model.cfg.max_len}")
+    seq = torch.full((b, 1 + n_prompt + max_new), PAD_ID, dtype=torch.long, device=device)
+    seq[:, 0] = BOS_ID
+    if n_prompt:
+        seq[:, 1 : 1 + n_prompt] = prompt
+    return seq, max_new
+
+
+def _grammar_state(grammar, b: int, device, bars: int | None, max_new: int, prompt: torch.Tensor | None, budget: str):
+    """The grammar's decoding state for b rows (None without a grammar), the prompt fed to it; UserError naming
+    `budget` when max_new tokens cannot hold the bars asked for."""
+    if grammar is None:
+        return None
+    try:
+        state = grammar.start(b, device, bars=bars, max_new=max_new)
+    except ValueError as e:
+        raise UserError(f"{budget}: {e}") from None
+    if prompt is not None and prompt.shape[1]:
+        grammar.feed(state, prompt)
+    return state
+
+
+def _count_bars(nxt: torch.Tensor, opened: torch.Tensor, bar_ids: torch.Tensor, bars: int | None):
+    """(next tokens (B,), Bar tokens so far (B,)) after this step; with `bars`, a Bar that would open bar
+    `bars` + 1 becomes EOS (the sequence ends instead)."""
+    is_bar = torch.isin(nxt, bar_ids)
+    if bars:
+        nxt = torch.where(is_bar & (opened >= bars), torch.full_like(nxt, EOS_ID), nxt)
+        is_bar = is_bar & (opened < bars)
+    return nxt, opened + is_bar.long()
 
 
 def decode_latents(

@@ -110,25 +110,7 @@ class RemiGrammar:
     def __init__(self, tokenizer):
         _check_supported(tokenizer)
         config = tokenizer.config
-        names = [token for token, _ in sorted(tokenizer.vocab.items(), key=lambda item: item[1])]
-        if [tokenizer.vocab[name] for name in names] != list(range(len(names))):
-            raise ValueError("RemiGrammar needs token ids 0..V-1")
-        self.vocab_size = len(names)
-        self.names = names
-        types = [name.split("_", 1)[0] for name in names]
-        values = [name.split("_", 1)[1] for name in names]
-        unknown = sorted(set(types) - _KNOWN_TYPES)
-        if unknown:
-            raise ValueError(f"RemiGrammar does not model the token type(s) {', '.join(unknown)}")
-        for special in ("PAD", "BOS", "EOS"):
-            if f"{special}_None" not in tokenizer.vocab:
-                raise ValueError(f"RemiGrammar needs a {special} token (tokenizer special_tokens)")
-        self.pad_id, self.bos_id, self.eos_id = (tokenizer.vocab[f"{s}_None"] for s in ("PAD", "BOS", "EOS"))
-        bars = [i for i, ty in enumerate(types) if ty == "Bar"]
-        if len(bars) != 1:
-            raise ValueError(f"RemiGrammar needs exactly one Bar token, the vocabulary has {len(bars)}")
-        self.bar_id = bars[0]
-
+        types, values = self._read_vocabulary(tokenizer)
         self.use_time_signatures = bool(config.use_time_signatures)
         self.use_programs = bool(config.use_programs)
         durations = bool(config.using_note_duration_tokens)
@@ -150,7 +132,45 @@ class RemiGrammar:
         finish_of = {START: 0, BAR: int(self.use_time_signatures), BAR_READY: 0, POSITION: note_len}
         finish_of |= {PROGRAM: note_len - 1, PROGRAM_DRUM: note_len - 1, PITCH: attributes, VELOCITY: 1}
         finish_of |= {NOTE: 0, DONE: 0}
+        info, finish = self._token_tables(tokenizer, types, values, kind_of, finish_of)
 
+        # Position ids are contiguous in miditok's REMI vocabulary: a slice is cheaper than an index.
+        pos_ids = [i for i, ty in enumerate(types) if ty == "Position"]
+        contiguous = pos_ids == list(range(pos_ids[0], pos_ids[-1] + 1)) if pos_ids else False
+        self._pos_cols = slice(pos_ids[0], pos_ids[-1] + 1) if contiguous else torch.tensor(pos_ids)
+
+        nxt = self._transitions(types, velocities, bool(config.use_pitchdrum_tokens))
+        finish_kind = torch.tensor([finish_of[k] for k in range(N_KINDS)])
+        self._cpu = _Tables(nxt, info, finish, info[pos_ids, 1].clone(), finish_kind)
+        self._by_device: dict[torch.device, _Tables] = {torch.device("cpu"): self._cpu}
+
+    def _read_vocabulary(self, tokenizer) -> tuple[list[str], list[str]]:
+        """Token names, the special and Bar ids; ValueError for a vocabulary the grammar does not model.
+        Returns each token's type and value ('Pitch', '60')."""
+        names = [token for token, _ in sorted(tokenizer.vocab.items(), key=lambda item: item[1])]
+        if [tokenizer.vocab[name] for name in names] != list(range(len(names))):
+            raise ValueError("RemiGrammar needs token ids 0..V-1")
+        self.vocab_size = len(names)
+        self.names = names
+        types = [name.split("_", 1)[0] for name in names]
+        values = [name.split("_", 1)[1] for name in names]
+        unknown = sorted(set(types) - _KNOWN_TYPES)
+        if unknown:
+            raise ValueError(f"RemiGrammar does not model the token type(s) {', '.join(unknown)}")
+        for special in ("PAD", "BOS", "EOS"):
+            if f"{special}_None" not in tokenizer.vocab:
+                raise ValueError(f"RemiGrammar needs a {special} token (tokenizer special_tokens)")
+        self.pad_id, self.bos_id, self.eos_id = (tokenizer.vocab[f"{s}_None"] for s in ("PAD", "BOS", "EOS"))
+        bars = [i for i, ty in enumerate(types) if ty == "Bar"]
+        if len(bars) != 1:
+            raise ValueError(f"RemiGrammar needs exactly one Bar token, the vocabulary has {len(bars)}")
+        self.bar_id = bars[0]
+        return types, values
+
+    def _token_tables(self, tokenizer, types, values, kind_of, finish_of) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per token (V, 4): its kind, the Position it sets (-1: a new bar, any; -2: keep the row's), the bar
+        length in positions it sets (a Bar without TimeSig tokens: 4/4's; 0: none), 1 for a Bar; and (V,) the
+        tokens still needed after it to finish what it started."""
         info = torch.zeros(self.vocab_size, 4, dtype=torch.long)
         info[:, 1] = -2  # keep the row's Position value
         finish = torch.zeros(self.vocab_size, dtype=torch.long)
@@ -169,11 +189,10 @@ class RemiGrammar:
                 info[i, 3] = 1
             elif ty == "TimeSig":
                 info[i, 2] = bar_timing(tokenizer, *(int(v) for v in value.split("/"))).positions
+        return info, finish
 
-        # Position ids are contiguous in miditok's REMI vocabulary: a slice is cheaper than an index.
-        pos_ids = [i for i, ty in enumerate(types) if ty == "Position"]
-        contiguous = pos_ids == list(range(pos_ids[0], pos_ids[-1] + 1)) if pos_ids else False
-        self._pos_cols = slice(pos_ids[0], pos_ids[-1] + 1) if contiguous else torch.tensor(pos_ids)
+    def _transitions(self, types, velocities: bool, pitchdrum_tokens: bool) -> torch.Tensor:
+        """(N_KINDS, V) bool: the tokens allowed after a token of each kind."""
 
         def ids(*wanted: str) -> list[int]:
             return [i for i, ty in enumerate(types) if ty in wanted]
@@ -186,17 +205,13 @@ class RemiGrammar:
         nxt[BAR_READY, [self.bar_id, self.eos_id]] = True
         nxt[POSITION, note_start] = True
         nxt[PROGRAM, ids("Pitch")] = True
-        drum_pitch = ids("PitchDrum") if config.use_pitchdrum_tokens else ids("Pitch")
-        nxt[PROGRAM_DRUM, drum_pitch] = True
+        nxt[PROGRAM_DRUM, ids("PitchDrum") if pitchdrum_tokens else ids("Pitch")] = True
         nxt[PITCH, ids("Velocity") if velocities else ids("Duration")] = True
         nxt[VELOCITY, ids("Duration")] = True
         nxt[NOTE] = nxt[BAR_READY]
         nxt[NOTE, note_start] = True
         nxt[DONE, self.pad_id] = True
-
-        finish_kind = torch.tensor([finish_of[k] for k in range(N_KINDS)])
-        self._cpu = _Tables(nxt, info, finish, info[pos_ids, 1].clone(), finish_kind)
-        self._by_device: dict[torch.device, _Tables] = {torch.device("cpu"): self._cpu}
+        return nxt
 
     def _tables(self, device: torch.device) -> _Tables:
         tables = self._by_device.get(device)

@@ -172,17 +172,7 @@ def sample(req: SampleRequest) -> dict:
     out = Path(req.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     changes = req.class_changes()
-    if req.mode == "edit" and not model.per_bar:
-        raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
-
-    if model.cfg.attributes and req.mode in ("interpolate", "edit"):
-        raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
-    if changes and not model.cfg.attributes:
-        raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
-    unknown = sorted(set(changes) - set(model.cfg.attributes))
-    if unknown:
-        raise UserError(f"{unknown[0]}: {req.ckpt} was trained with attributes {list(model.cfg.attributes)} only")
-
+    check_mode(req, model, changes)
     if req.mode == "prior":
         results, z = prior(loaded, req, cfg, rules, gen)
     elif req.mode == "reconstruct":
@@ -206,14 +196,7 @@ def sample(req: SampleRequest) -> dict:
         # seed are what they were before the ends were written (and do not depend on them).
         recons = reconstruct_segments(model, ends.segments, ends.mu, cfg, rules, gen, req.batch_size)
 
-    records, pms = [], []
-    for i, ids in enumerate(results):
-        name = f"{req.mode}_{i:03d}"
-        record, pm = write_result(tok, ids, out, name, rules, name if req.piano_roll else None, req.audio)
-        records.append(record)
-        pms.append(pm)
-    z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
-    summary = {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}
+    summary, pms = write_results(req, loaded, results, z, out, rules)
     if req.mode == "interpolate":
         summary["ends"], end_pms, end_titles = write_interpolation_ends(
             tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll, req.audio)  # fmt: skip
@@ -223,9 +206,34 @@ def sample(req: SampleRequest) -> dict:
                      [*end_titles[:2], *path_titles, *end_titles[2:]])  # fmt: skip
             summary["grid"] = "interpolate_grid.png"
     (out / "samples.json").write_text(json.dumps(summary, indent=2))
-    dropped = sum(r["malformed_tokens_dropped"] for r in records)
-    log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(records), req.mode, out, dropped)
+    dropped = sum(r["malformed_tokens_dropped"] for r in summary["results"])
+    log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(results), req.mode, out, dropped)
     return summary
+
+
+def check_mode(req: SampleRequest, model, changes: dict) -> None:
+    """UserError when the checkpoint cannot do what the request asks (its latents, its attributes)."""
+    if req.mode == "edit" and not model.per_bar:
+        raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
+    if model.cfg.attributes and req.mode in ("interpolate", "edit"):
+        raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
+    if changes and not model.cfg.attributes:
+        raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
+    unknown = sorted(set(changes) - set(model.cfg.attributes))
+    if unknown:
+        raise UserError(f"{unknown[0]}: {req.ckpt} was trained with attributes {list(model.cfg.attributes)} only")
+
+
+def write_results(req: SampleRequest, loaded: LoadedCheckpoint, results, z: torch.Tensor, out: Path, rules):
+    """Each result's MIDI (+ piano roll, audio) as <mode>_NNN -> (samples.json's summary, their PrettyMIDIs)."""
+    records, pms = [], []
+    for i, ids in enumerate(results):
+        name = f"{req.mode}_{i:03d}"
+        record, pm = write_result(loaded.tokenizer, ids, out, name, rules, name if req.piano_roll else None, req.audio)
+        records.append(record)
+        pms.append(pm)
+    z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
+    return {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}, pms
 
 
 def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rules: TokenRules, gen):

@@ -150,34 +150,15 @@ class AttributeReader:
         if n_bars == 0:
             return out
         bar_of = np.cumsum(is_bar) - 1  # (L,) bar index of each token
-        index = np.arange(len(ids))
 
-        # Each bar's metre: its (last) TimeSig, else the previous bar's, else 4/4 (row 0).
-        ts_tok = np.flatnonzero(kind == _TIMESIG)
-        bar_ts = np.zeros(n_bars, dtype=np.int64)
-        has_ts = np.zeros(n_bars, dtype=bool)
-        bar_ts[bar_of[ts_tok]] = self._ts_row[ids[ts_tok]]
-        has_ts[bar_of[ts_tok]] = True
-        last_with = np.maximum.accumulate(np.where(has_ts, np.arange(n_bars), -1))
-        bar_ts = np.where(last_with >= 0, bar_ts[np.maximum(last_with, 0)], 0)
+        bar_ts = self._bar_metres(ids, kind, bar_of, n_bars)  # (n_bars,) row of each bar's metre
         ticks_pos = self._ts_ticks_pos[bar_ts]
         bar_start = np.concatenate(([0], np.cumsum(self._ts_ticks_bar[bar_ts])[:-1]))
 
-        # Notes: their bar, Position (the last Position since the Bar; 0 right after the Bar, as the
-        # decoder does), onset and end in ticks.
         note_tok = np.flatnonzero((kind == _PITCH) | (kind == _DRUM))
         if note_tok.size == 0:
             return out  # every attribute of an empty bar is 0 but mean_pitch
-        note_bar = bar_of[note_tok]
-        marks = np.maximum.accumulate(np.where((kind == _POSITION) | is_bar, index, 0))[note_tok]
-        note_pos = np.where(kind[marks] == _POSITION, self._value[ids[marks]], 0)
-        drum = (kind[note_tok] == _DRUM) | (kind[note_tok - 1] == _PROGRAM_DRUM)  # note_tok >= 1: Bar first
-        onset = bar_start[note_bar] + note_pos * ticks_pos[note_bar]
-        dur_at = np.minimum(note_tok + self._dur_offset, len(ids) - 1)
-        metre = bar_ts[note_bar]
-        dur = np.where(
-            kind[dur_at] == _DURATION, self._dur_ticks[metre, ids[dur_at]], self._default_dur[metre]
-        )
+        note_bar, note_pos, drum, onset, dur = self._notes(ids, kind, is_bar, note_tok, bar_of[note_tok], bar_ts, bar_start)
         end = onset + np.maximum(dur, 1)  # a note sounds at least at its own onset
 
         # rhythm: distinct onset slots (drums included) over the bar's slots: positions or sixteenths
@@ -203,15 +184,43 @@ class AttributeReader:
         else:
             out[:, 1] = self._polyphony_onsets(p_bar, note_pos[pitched], p_onset, p_end, bar_start, ticks_pos)
 
+        out[:, 3], out[:, 4] = self._pitch_stats(p_bar, pitch, n_bars)
+        return out
+
+    def _notes(self, ids, kind, is_bar, note_tok, note_bar, bar_ts, bar_start):
+        """Of each note token (Pitch, PitchDrum): its bar, Position (the last Position since the Bar; 0 right
+        after the Bar, as the decoder does), whether it is a drum, its onset and duration in ticks."""
+        marks = np.maximum.accumulate(np.where((kind == _POSITION) | is_bar, np.arange(len(ids)), 0))[note_tok]
+        note_pos = np.where(kind[marks] == _POSITION, self._value[ids[marks]], 0)
+        drum = (kind[note_tok] == _DRUM) | (kind[note_tok - 1] == _PROGRAM_DRUM)  # note_tok >= 1: Bar first
+        onset = bar_start[note_bar] + note_pos * self._ts_ticks_pos[bar_ts][note_bar]
+        dur_at = np.minimum(note_tok + self._dur_offset, len(ids) - 1)
+        metre = bar_ts[note_bar]
+        dur = np.where(kind[dur_at] == _DURATION, self._dur_ticks[metre, ids[dur_at]], self._default_dur[metre])
+        return note_bar, note_pos, drum, onset, dur
+
+    def _bar_metres(self, ids, kind, bar_of, n_bars: int) -> np.ndarray:
+        """Each bar's metre (a row of the per-metre tables): its (last) TimeSig, else the previous bar's, else
+        4/4 (row 0)."""
+        ts_tok = np.flatnonzero(kind == _TIMESIG)
+        bar_ts = np.zeros(n_bars, dtype=np.int64)
+        has_ts = np.zeros(n_bars, dtype=bool)
+        bar_ts[bar_of[ts_tok]] = self._ts_row[ids[ts_tok]]
+        has_ts[bar_of[ts_tok]] = True
+        last_with = np.maximum.accumulate(np.where(has_ts, np.arange(n_bars), -1))
+        return np.where(last_with >= 0, bar_ts[np.maximum(last_with, 0)], 0)
+
+    @staticmethod
+    def _pitch_stats(p_bar, pitch, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+        """mean_pitch (NaN without a pitched note) and pitch_range (0 with fewer than 2) of each bar."""
         count = np.bincount(p_bar, minlength=n_bars)
         sums = np.bincount(p_bar, weights=pitch, minlength=n_bars)
-        out[:, 3] = np.divide(sums, count, out=np.full(n_bars, np.nan), where=count > 0)
+        mean = np.divide(sums, count, out=np.full(n_bars, np.nan), where=count > 0)
         high = np.full(n_bars, -1, dtype=np.int64)
         low = np.full(n_bars, 128, dtype=np.int64)
         np.maximum.at(high, p_bar, pitch)
         np.minimum.at(low, p_bar, pitch)
-        out[:, 4] = np.where(count > 0, high - low, 0)
-        return out
+        return mean, np.where(count > 0, high - low, 0)
 
     def _polyphony_onsets(self, p_bar, p_pos, p_onset, p_end, bar_start, ticks_pos) -> np.ndarray:
         """Ours: at each distinct pitched onset tick T of a bar, the pitched notes with onset <= T < end

@@ -206,23 +206,7 @@ def summary_markdown(
         "### Best over training",
         _table(rows, [(f"{k}_best", h) for k, h in TABLE_METRICS]),
     ]
-    pays = [c for c in comps if c["reference_mode"] == "none" and c["mode"] != "none"]
-    if pays:
-        sections += [
-            "### Does z pay for itself? (against none)",
-            "Each group with z minus its `none` counterpart (same settings, decoder without z), final values "
-            "paired seed by seed: mean [95% interval]. z pays when the distortion difference lies below 0; "
-            "judged only where every run of both groups has converged.",
-            _pays_table(pays, rows),
-        ]
-    shown = [c for c in comps if c["mode"] != "none"]  # none - in_attention mirrors in_attention - none
-    if shown:
-        sections += [
-            "### Paired differences (comparisons.csv)",
-            "Group minus reference (same settings but the conditioning), final values paired seed by seed: "
-            "mean [95% interval]; **bold** where the interval excludes 0.",
-            _comparison_table(shown),
-        ]
+    sections += _comparison_sections(comps, rows)
     if rows and "chroma_sim_mean" in rows[0]:
         sections += [
             "### Musical fidelity (test split)",
@@ -242,3 +226,26 @@ def summary_markdown(
         "![reconstruction](recon.png)",
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _comparison_sections(comps: Sequence[dict], rows: Sequence[dict]) -> list[str]:
+    """Does z pay for itself (against none), and every group against its reference: summary.md's sections."""
+    sections: list[str] = []
+    pays = [c for c in comps if c["reference_mode"] == "none" and c["mode"] != "none"]
+    if pays:
+        sections += [
+            "### Does z pay for itself? (against none)",
+            "Each group with z minus its `none` counterpart (same settings, decoder without z), final values "
+            "paired seed by seed: mean [95% interval]. z pays when the distortion difference lies below 0; "
+            "judged only where every run of both groups has converged.",
+            _pays_table(pays, rows),
+        ]
+    shown = [c for c in comps if c["mode"] != "none"]  # none - in_attention mirrors in_attention - none
+    if shown:
+        sections += [
+            "### Paired differences (comparisons.csv)",
+            "Group minus reference (same settings but the conditioning), final values paired seed by seed: "
+            "mean [95% interval]; **bold** where the interval excludes 0.",
+            _comparison_table(shown),
+        ]
+    return sections

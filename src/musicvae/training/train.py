@@ -189,6 +189,54 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbac
                                    _convert_="all")  # fmt: skip
 
 
+def run_callbacks(cfg: DictConfig, run_dir: Path, audio: AudioConfig | None) -> tuple[ModelCheckpoint, list[Callback]]:
+    """The callbacks of a run, in order: the split check, per-rank seeding, the best/last checkpoints, the
+    configured ones (configs/callbacks/), the checkpoint on SIGTERM, media, the progress bar. Returns the
+    best/last ModelCheckpoint too (its paths are the run's result)."""
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/elbo", mode="min", save_last=True,
+        save_top_k=1, auto_insert_metric_name=False,
+    )  # fmt: skip
+    interrupt = CheckpointOnInterrupt(last_checkpoint(run_dir))
+    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, *build_callbacks(cfg, run_dir), interrupt]
+    media = MediaConfig(**OmegaConf.to_container(cfg.media, resolve=True)) if cfg.get("media") else None
+    if media and media.every_n_steps > 0:
+        callbacks.append(ValidationMedia(media, run_dir, audio, seed=int(cfg.seed)))
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar())
+    return checkpoints, callbacks
+
+
+def fit(trainer: pl.Trainer, module: VAEModule, dm: MidiDataModule, run_dir: Path, ckpt_path: Path | None) -> None:
+    """trainer.fit (DDP ranks started as `ddp_processes` says); SIGTERM becomes `Interrupted` naming last.ckpt."""
+    try:
+        with ddp_processes(trainer, run_dir):
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)  # read_checkpoint loaded it so first (the same check, one clear error)
+    except SIGTERMException:
+        last = last_checkpoint(run_dir)
+        raise Interrupted(
+            f"SIGTERM at step {trainer.global_step}: {last} saved; resume with ckpt_path={last} "
+            "(or start the same sweep again: resume=true)"
+        ) from None
+
+
+def final_fidelity(cfg: DictConfig, module: VAEModule, dm: MidiDataModule, run_dir: Path, audio: AudioConfig | None,
+                   loggers: list[Logger]) -> dict | None:  # fmt: skip
+    """After training (rank 0): test-split reconstructions and prior samples -> fidelity.json, samples/, and
+    wandb's run summary; None when eval.fidelity asks for none."""
+    fid = cfg.eval.get("fidelity")
+    if not fid or not (fid.n_reconstructions or fid.n_samples):
+        return None
+    fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
+    segments = held_out_segments(dm, fid_cfg.n_reconstructions)
+    fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins, audio)
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
+    return fidelity
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one VAE as `cfg` says. Returns the run dir, checkpoint paths and the last logged metrics.
 
@@ -216,23 +264,8 @@ def train(cfg: DictConfig) -> dict:
     if resume is not None:
         check_resumable(resume, module.hparams, ckpt_path)
 
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best-{step}",
-        monitor="val/elbo",
-        mode="min",
-        save_last=True,
-        save_top_k=1,
-        auto_insert_metric_name=False,
-    )
-    interrupt = CheckpointOnInterrupt(last_checkpoint(run_dir))
-    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, *build_callbacks(cfg, run_dir), interrupt]
     audio = AudioConfig.from_value(cfg.get("audio"))
-    media = MediaConfig(**OmegaConf.to_container(cfg.media, resolve=True)) if cfg.get("media") else None
-    if media and media.every_n_steps > 0:
-        callbacks.append(ValidationMedia(media, run_dir, audio, seed=int(cfg.seed)))
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar())
+    checkpoints, callbacks = run_callbacks(cfg, run_dir, audio)
     loggers = build_loggers(cfg, run_dir, resume_step)
     # Under DDP the module reduces its validation sums across ranks itself: Lightning's advice to log them
     # with sync_dist=True (which would average the reduced values once more) does not apply.
@@ -241,25 +274,9 @@ def train(cfg: DictConfig) -> dict:
     log.info("run dir: %s | conditioning: %s", run_dir, cfg.model.conditioning.mode)
     fidelity = None
     try:
-        try:
-            with ddp_processes(trainer, run_dir):
-                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None,
-                            weights_only=True)  # read_checkpoint loaded it so first (the same check, one clear error)
-        except SIGTERMException:
-            last = last_checkpoint(run_dir)
-            raise Interrupted(
-                f"SIGTERM at step {trainer.global_step}: {last} saved; resume with ckpt_path={last} "
-                "(or start the same sweep again: resume=true)"
-            ) from None
-        fid = cfg.eval.get("fidelity")
-        if fid and (fid.n_reconstructions or fid.n_samples) and trainer.is_global_zero:
-            fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
-            segments = held_out_segments(dm, fid_cfg.n_reconstructions)
-            fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins,
-                                         audio)  # fmt: skip
-            for lg in loggers:
-                if isinstance(lg, WandbLogger):
-                    lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
+        fit(trainer, module, dm, run_dir, ckpt_path)
+        if trainer.is_global_zero:
+            fidelity = final_fidelity(cfg, module, dm, run_dir, audio, loggers)
     finally:
         if any(isinstance(lg, WandbLogger) for lg in loggers):
             import wandb
