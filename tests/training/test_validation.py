@@ -179,9 +179,19 @@ def test_elbo_is_sampled_nll_plus_kl_by_hand(datamodule):
     assert math.isfinite(metrics["val/mi"]) and metrics["val/mi"] <= math.log(10) + 1e-6
 
 
+@pytest.fixture
+def file_system_sharing():
+    """The module's tensors reach ddp_spawn's ranks by pickling; passed as file descriptors (torch's default)
+    they fail on this VM's kernel ("unable to resize file ... Invalid argument"): share them through files."""
+    previous = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    yield
+    torch.multiprocessing.set_sharing_strategy(previous)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("latent", LATENTS)
-def test_two_processes_validate_like_one(datamodule, latent):
+def test_two_processes_validate_like_one(datamodule, latent, file_system_sharing):
     """DDP (2 CPU processes, gloo): each rank takes its share of the sample, none twice, sums reduced."""
     dm = datamodule("data.val_segments=25")  # odd: a padding sampler would count one segment twice
     assert len(dm.val_sample) == 25

@@ -6,8 +6,12 @@ schedule resumes exactly from a checkpoint's step and every value can be unit-te
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from musicvae.errors import UserError
@@ -118,3 +122,22 @@ def beta_at(step: int, cfg: KLConfig) -> float:
     period = (cfg.total_steps - cfg.zero_steps) / cfg.cycles
     tau = (s % period) / period
     return float(cfg.beta) * min(1.0, tau / cfg.ratio)
+
+
+class KLPerDimLog(Callback):
+    """After each validation (rank 0, not the sanity check): the module's KL per latent dimension, one line of
+    <run dir>/kl_per_dim.jsonl ({"step", "kl": [nats per segment per dim]}) and a wandb histogram."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        kl_dims = getattr(pl_module, "last_kl_dims", None)
+        if kl_dims is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        with open(Path(trainer.default_root_dir) / "kl_per_dim.jsonl", "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, "kl": [round(x, 6) for x in kl_dims.tolist()]}) + "\n")
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                import wandb
+
+                logger.experiment.log(
+                    {"val/kl_per_dim": wandb.Histogram(kl_dims.numpy()), "trainer/global_step": trainer.global_step}
+                )

@@ -20,15 +20,14 @@ latents, z-gap with every bar's latent swapped for the same bar's latent of a se
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
 
 from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
@@ -64,7 +63,8 @@ class VAEModule(pl.LightningModule):
         if model.get("compile"):
             self.model.compile_parts()  # training, validation and the post-training samples
         self.kl_cfg = KLConfig(**kl)
-        self._val: dict[str, torch.Tensor] = {}
+        self.val_sums = ValidationSums()  # the validation's streamed sums, reduced across DDP ranks by torchmetrics
+        self.last_kl_dims: torch.Tensor | None = None  # (c,) of the last validation: KLPerDimLog writes it
         self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
         self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
         self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
@@ -123,11 +123,9 @@ class VAEModule(pl.LightningModule):
     # its seeded noise and its z-gap partner (a segment of another piece) are looked up by position, and
     # MI sums log q(z_i) over the whole reference: no metric depends on the batch order or composition,
     # and nothing is gathered across ranks, only sums are reduced.
-    SUM_KEYS = ("nll", "nll_sampled", "nll_partner", "tokens", "correct", "segments", "mi")
-
     def on_validation_epoch_start(self):
-        # Every key exists on every rank from the start, so the DDP reductions always match.
-        self._val = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in self.SUM_KEYS}
+        self.val_sums.reset()
+        self.val_sums.update()  # every rank has updated (a rank without batches still sums its zeros)
         with torch.no_grad(), self.trainer.precision_plugin.val_step_context():
             self._ref = self._encode_val_sample()
 
@@ -162,10 +160,6 @@ class VAEModule(pl.LightningModule):
             "attributes": self._val_attributes,  # (N, [K,] A) or None
         }  # fmt: skip
 
-    def _accumulate(self, **sums: torch.Tensor) -> None:
-        for k, v in sums.items():
-            self._val[k] += v.detach().double()
-
     def validation_step(self, batch, batch_idx):
         tokens, mask, bars, positions = batch  # (B, T) x 3, (B,)
         ref = self._ref
@@ -191,10 +185,10 @@ class VAEModule(pl.LightningModule):
             partner_mu = ref["mu"][ref["partners"][positions]]
             partner_logits = self.model.decode(inputs, partner_mu, bars=in_bars, attributes=attrs)
             sums["nll_partner"] = self.token_nll(partner_logits, tokens, mask).sum()
-        self._accumulate(**sums)
+        self.val_sums.update(**sums)
 
     def on_validation_epoch_end(self):
-        s = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._val.items()}
+        s = self.val_sums.compute()  # summed over ranks
         n = s["segments"]
         if n == 0:
             return
@@ -220,23 +214,8 @@ class VAEModule(pl.LightningModule):
         elif not self.trainer.sanity_checking:
             log.warning("the val sample holds one piece only: val/zgap (partners from other pieces) not logged")
         self.log_dict({k: v.float() for k, v in metrics.items()}, sync_dist=False)
-        self._log_kl_per_dim(kl_dims.float().cpu())
+        self.last_kl_dims = kl_dims.float().cpu()
         self._ref = {}
-
-    def _log_kl_per_dim(self, kl_dims: torch.Tensor) -> None:
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        run_dir = getattr(self.trainer, "default_root_dir", None)
-        if run_dir:
-            with open(Path(run_dir) / "kl_per_dim.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.global_step, "kl": [round(x, 6) for x in kl_dims.tolist()]}) + "\n")
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                import wandb
-
-                logger.experiment.log(
-                    {"val/kl_per_dim": wandb.Histogram(kl_dims.numpy()), "trainer/global_step": self.global_step}
-                )
 
     # ----- attributes (model.attributes): classes of each latent's bar(s), from the tokens -----------------
     def batch_attributes(self, tokens: torch.Tensor, mask: torch.Tensor, k: int | None = None) -> torch.Tensor | None:
@@ -315,6 +294,27 @@ class VAEModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get(ATTRIBUTE_BINS_KEY):  # a resumed run keeps the classes it trained with
             self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
+
+
+class ValidationSums(Metric):
+    """The validation's sums (float64): token NLL under z = mu, z ~ q and a partner's z, tokens, correct tokens,
+    segments and MI terms. torchmetrics sums them across DDP ranks when computed, so every metric is a ratio
+    of global sums: no metric depends on how the sample was split over ranks or batches."""
+
+    KEYS = ("nll", "nll_sampled", "nll_partner", "tokens", "correct", "segments", "mi")
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        for key in self.KEYS:
+            self.add_state(key, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, **sums: torch.Tensor) -> None:
+        for key, value in sums.items():
+            setattr(self, key, getattr(self, key) + value.detach().double())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {key: getattr(self, key) for key in self.KEYS}
 
 
 def check_attribute_classes(counts: dict[str, list[int]], names, allow_empty: bool) -> None:

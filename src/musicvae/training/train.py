@@ -26,6 +26,7 @@ from musicvae.evaluation import FidelityConfig, evaluate_fidelity
 from musicvae.models.vae import MASK_ID
 from musicvae.training.ddp import ddp_processes, launch_rank
 from musicvae.training.faults import CheckpointOnInterrupt
+from musicvae.training.kl import KLPerDimLog
 from musicvae.training.media import MediaConfig, ValidationMedia
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
@@ -191,14 +192,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list[Logger], callbac
 
 def run_callbacks(cfg: DictConfig, run_dir: Path, audio: AudioConfig | None) -> tuple[ModelCheckpoint, list[Callback]]:
     """The callbacks of a run, in order: the split check, per-rank seeding, the best/last checkpoints, the
-    configured ones (configs/callbacks/), the checkpoint on SIGTERM, media, the progress bar. Returns the
+    configured ones (configs/callbacks/), the checkpoint on SIGTERM, kl_per_dim.jsonl, media, the progress bar. Returns the
     best/last ModelCheckpoint too (its paths are the run's result)."""
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/elbo", mode="min", save_last=True,
         save_top_k=1, auto_insert_metric_name=False,
     )  # fmt: skip
     interrupt = CheckpointOnInterrupt(last_checkpoint(run_dir))
-    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, *build_callbacks(cfg, run_dir), interrupt]
+    callbacks = [CheckSplits(), PerRankSeed(cfg.seed), checkpoints, *build_callbacks(cfg, run_dir), interrupt, KLPerDimLog()]
     media = MediaConfig(**OmegaConf.to_container(cfg.media, resolve=True)) if cfg.get("media") else None
     if media and media.every_n_steps > 0:
         callbacks.append(ValidationMedia(media, run_dir, audio, seed=int(cfg.seed)))
