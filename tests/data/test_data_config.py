@@ -1,6 +1,7 @@
 """DataConfig: its defaults are configs/data/base.yaml's, its checks name the key."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -32,3 +33,10 @@ def test_file_timeout_must_be_positive_or_null(value):
     with pytest.raises(UserError, match="data.file_timeout_s must be > 0 or null"):
         DataConfig.from_cfg({"file_timeout_s": value})
     assert DataConfig.from_cfg({"file_timeout_s": None}).file_timeout_s is None
+
+
+def test_default_cache_dir_follows_the_data_dir_as_the_yaml_does(monkeypatch, tmp_path):
+    monkeypatch.setenv("MUSICVAE_DATA_DIR", str(tmp_path))
+    assert DataConfig.from_cfg({}).cache_dir == str(tmp_path / "cache")  # configs/paths: ${oc.env:MUSICVAE_DATA_DIR,data}
+    monkeypatch.delenv("MUSICVAE_DATA_DIR")
+    assert DataConfig.from_cfg({}).cache_dir == str(Path("data") / "cache")

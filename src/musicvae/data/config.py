@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ class DataConfig:
     name: str = "midi_dir"
     corpus: str | None = None
     path: str | None = None
-    cache_dir: str = "data/cache"
+    # as configs/paths/default.yaml: <MUSICVAE_DATA_DIR or data>/cache, so a dict config without paths agrees
+    cache_dir: str = field(default_factory=lambda: str(Path(os.environ.get("MUSICVAE_DATA_DIR") or "data") / "cache"))
     bars: int = 4
     hop_bars: int = 2
     max_tokens: int = 512
