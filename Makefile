@@ -33,8 +33,10 @@ lock:
 
 install: $(VENV)/.installed
 
+# One pytest-xdist worker per core (each gets its share of torch's threads: tests/conftest.py); TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

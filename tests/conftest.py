@@ -8,6 +8,7 @@ Fixtures return functions so tests can shrink the real configs and vary the piec
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,18 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per core) each worker's torch, and the scripts its tests
+    start, get their share of the cores rather than all of them each (oversubscribed threads only wait)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture
