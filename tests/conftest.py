@@ -21,17 +21,6 @@ from omegaconf import DictConfig
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def pytest_configure(config):
-    """Under pytest-xdist (`make test` runs one worker per core) each worker's torch, and the scripts its tests
-    start, get their share of the cores rather than all of them each (oversubscribed threads only wait)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers > 1:
-        import torch
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        torch.set_num_threads(threads)
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-
 
 @pytest.fixture
 def configs_dir() -> Path:
@@ -191,10 +180,14 @@ def data_cfg(compose_cfg, midi_folder: Path, tmp_path: Path) -> Callable[..., Di
 
 def pytest_configure(config):
     """One intra-op thread: the tests' tensors are tiny, and with two threads on a busy 2-core machine
-    OpenMP's spin-waits made the same suite 5-15x slower (measured here)."""
+    OpenMP's spin-waits made the same suite 5-15x slower (measured here). Under pytest-xdist (`make test`:
+    one worker per core) the scripts a test starts get the worker's share of the cores too."""
     import torch
 
     torch.set_num_threads(1)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
 TINY_TRAIN = (
