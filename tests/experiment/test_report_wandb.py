@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -28,6 +29,16 @@ def write_sweep(sweep: Path) -> Path:
     return sweep
 
 
+def wait_for(find, done=lambda found: True, timeout_s: float = 30.0):
+    """find() once it returns something that `done` accepts, polling up to timeout_s; else the last find()."""
+    deadline = time.monotonic() + timeout_s
+    while (found := find()) is None or not done(found):
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+    return found
+
+
 def test_log_report_to_wandb_writes_an_offline_run_with_one_table_row_per_group(tmp_path, offline_wandb):
     sweep = write_sweep(tmp_path / "sweep")
     report = write_report(sweep)
@@ -40,10 +51,13 @@ def test_log_report_to_wandb_writes_an_offline_run_with_one_table_row_per_group(
     kl = columns.index("val/kl_final_mean")
     assert [r[columns.index("group")] for r in table.data] == ["in_attention", "none"]
     assert [r[kl] for r in table.data] == [float(r["val/kl_final_mean"]) for r in rows]  # numbers, not text
-    (log,) = report.glob("wandb/offline-run-*/run-*.wandb")
-    data = log.read_bytes()
-    assert len(data) > 0 and str(sweep).encode() in data  # the sweep's group is recorded
-    (saved,) = report.glob("wandb/offline-run-*/files/media/table/report/summary_*.table.json")
+    # wandb's service process writes the run's files; on a loaded machine (pytest-xdist) they can land a moment
+    # after wandb.finish() returns: wait for them (what is checked is unchanged)
+    log = wait_for(lambda: next(report.glob("wandb/offline-run-*/run-*.wandb"), None),
+                   lambda path: str(sweep).encode() in path.read_bytes())  # the sweep's group is recorded
+    assert str(sweep).encode() in log.read_bytes()
+    saved = wait_for(lambda: next(report.glob("wandb/offline-run-*/files/media/table/report/summary_*.table.json"), None))
+    assert len(list(report.glob("wandb/offline-run-*/files/media/table/report/summary_*.table.json"))) == 1
     saved = json.loads(saved.read_text())  # the table as written, read back
     assert saved["columns"] == columns and len(saved["data"]) == 2
 
