@@ -12,15 +12,12 @@ from omegaconf import DictConfig
 from musicvae.choices import check_group_choices
 from musicvae.control import (
     AttributeVectors,
-    ControlSettings,
     compute_attribute_vectors,
-    control_table,
     data_override,
-    evaluate_control,
-    flatten_scores,
     training_data,
     vectors_path,
 )
+from musicvae.control_eval import ControlSettings, control_table, evaluate_control, flatten_scores
 from musicvae.errors import UserError, exit_on_user_error
 from musicvae.inference import load_checkpoint
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from musicvae.control import (
+from musicvae.control import training_data
+from musicvae.control_eval import (
     ControlSettings,
     _Rows,
     _scores,
@@ -23,7 +24,6 @@ from musicvae.control import (
     shift_requests,
     shuffle_requests,
     spearman,
-    training_data,
 )
 from musicvae.data.attributes import ATTRIBUTES
 from musicvae.errors import UserError

@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from musicvae.data.attributes import AttributeBins, AttributeReader
+from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
 from musicvae.data.cache import PreparedCache, prepare_cache
 from musicvae.data.cache_store import load_split
 from musicvae.data.config import AttributeDefinitions, DataConfig
@@ -41,8 +41,8 @@ def attribute_histogram(prepared: PreparedCache, tokenizer, definitions: Attribu
     arrays = load_split(prepared.path, "train")
     if len(arrays) == 0:
         return {}
-    reader = AttributeReader(tokenizer, definitions)
-    values = np.concatenate([reader.bars(arrays.window(i)) for i in range(len(arrays))])
+    windows = (arrays.window(i) for i in range(len(arrays)))
+    values = np.concatenate(latent_values(AttributeReader(tokenizer, definitions), windows, per_bar=True))
     if len(values) == 0:
         return {}
     counts = AttributeBins.fit(values, definitions).histogram(values)
