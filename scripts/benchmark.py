@@ -10,35 +10,7 @@ python scripts/benchmark.py compare [device=cuda what=train|sample|both d_model=
 python scripts/benchmark.py audio [path=data/midi/bach files=40 formats=ogg,wav]   # MIDI -> audio speed
 """
 
-import sys
-from pathlib import Path
-
-from musicvae.benchmarks import audio as audio_bench
-from musicvae.benchmarks import compare as compare_bench
-from musicvae.benchmarks import sample as sample_bench
-from musicvae.benchmarks import train as train_bench
-from musicvae.benchmarks.data import run_data_benchmark
-from musicvae.errors import UserError, exit_on_user_error
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-
-# name → function(config_dir, overrides)
-BENCHMARKS = {
-    "data": run_data_benchmark,
-    "train": train_bench.main,
-    "sample": sample_bench.main,
-    "compare": compare_bench.main,  # needs the [bench] extra (x-transformers); says so when missing
-    "audio": audio_bench.main,
-}
-
-
-@exit_on_user_error
-def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in BENCHMARKS:
-        given = f"unknown benchmark {argv[0]!r}" if argv else "no benchmark given"
-        raise UserError(f"{given}: choose one of {', '.join(BENCHMARKS)} (python scripts/benchmark.py data)")
-    BENCHMARKS[argv[0]](CONFIG_DIR, argv[1:])
-
+from musicvae.cli.benchmark import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

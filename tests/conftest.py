@@ -41,7 +41,7 @@ def compose_cfg() -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def remi_tokenizer():
     """The default tokenizer (configs/tokenizer/remi.yaml), built once per session: do not mutate it."""
-    from musicvae.data import build_tokenizer
+    from musicvae.tokens import build_tokenizer
 
     return build_tokenizer(_compose("prepare_data").tokenizer)
 

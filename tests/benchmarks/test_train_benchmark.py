@@ -14,9 +14,9 @@ from musicvae.benchmarks.train import (
     run_train_benchmark,
     synthetic_batch,
 )  # fmt: skip
-from musicvae.data import BOS_ID, EOS_ID
 from musicvae.errors import UserError
 from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.tokens import BOS_ID, EOS_ID
 
 
 def test_settings_parse_booleans_and_numbers():

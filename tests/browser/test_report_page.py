@@ -34,7 +34,7 @@ def midi_seconds(src: str) -> float | None:
 
     import pretty_midi
 
-    from musicvae.audio import AudioConfig
+    from musicvae.generation.audio import AudioConfig
 
     midi = Path(unquote(urlparse(src).path)).with_suffix(".mid")
     return pretty_midi.PrettyMIDI(str(midi)).get_end_time() + AudioConfig().tail if midi.is_file() else None

@@ -10,12 +10,12 @@ import pretty_midi
 import pytest
 import torch
 
-from musicvae.data import build_tokenizer
 from musicvae.data import cache as cache_module
 from musicvae.data.cache import build_cache, cache_path, prepare_cache, read_manifest
 from musicvae.data.cache_store import load_pieces, load_split
 from musicvae.data.config import DataConfig
 from musicvae.errors import UserError
+from musicvae.tokens import build_tokenizer
 
 
 def prepare(cfg):
@@ -225,7 +225,7 @@ def write_piece_with_a_rest(path, rest_bars=(4, 8)):
 def reference_windows(path, tokenizer, settings) -> list[tuple[int, list[int]]]:
     """The windows of a file as cache format 1 stored them: each cut from the stream and copied."""
     from musicvae.data.segments import cap_segment
-    from musicvae.data.tokenize import encode_score, load_score, prepare_score, token_table
+    from musicvae.tokens.tokenize import encode_score, load_score, prepare_score, token_table
 
     ids = encode_score(tokenizer, prepare_score(load_score(path), settings.merge_tracks, settings.keep_drums))
     table = token_table(tokenizer)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from musicvae.data import BOS_ID, EOS_ID, PAD_ID, MidiDataModule, collate_segments
+from musicvae.data import MidiDataModule, collate_segments
 from musicvae.data.datamodule import PitchShifter
-from musicvae.data.tokenize import token_table
+from musicvae.tokens import BOS_ID, EOS_ID, PAD_ID
+from musicvae.tokens.tokenize import token_table
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from musicvae.data import midi_to_segments, tokens_to_midi
+from musicvae.data import midi_to_segments
 from musicvae.data.config import DataConfig
 from musicvae.data.segments import assign_splits, content_key, cut_windows, split_of
-from musicvae.data.tokenize import SkipFile, load_score, token_table
 from musicvae.errors import UserError
+from musicvae.tokens import tokens_to_midi
+from musicvae.tokens.tokenize import SkipFile, load_score, token_table
 
 
 def onsets_pitches(score):

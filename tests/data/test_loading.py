@@ -11,9 +11,10 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from musicvae.data import BOS_ID, EOS_ID, PAD_ID, DataConfig, MidiDataModule, loading
+from musicvae.data import DataConfig, MidiDataModule, loading
 from musicvae.data.loading import BatchedDataset, LengthGroupedBatches, LoaderSettings, collate_segments
 from musicvae.errors import UserError
+from musicvae.tokens import BOS_ID, EOS_ID, PAD_ID
 
 BASE_YAML = Path(__file__).resolve().parents[2] / "configs" / "data" / "base.yaml"
 
@@ -232,7 +233,7 @@ def test_transpositions_come_from_the_batch_not_the_global_stream(grouped_dm):
     """Each batch's random shifts are drawn from its own seed: the same batch loads the same whatever the
     global random state (a loader fetches ahead of training, and a resumed run restores the state later)."""
     from musicvae.data.datamodule import PitchShifter, SegmentDataset
-    from musicvae.data.tokenize import token_table
+    from musicvae.tokens.tokenize import token_table
 
     train = grouped_dm.datasets["train"]
     shifted = BatchedDataset(SegmentDataset(train.arrays, PitchShifter(token_table(grouped_dm.tokenizer), 5)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musicvae.checkpoint import SAFE_GLOBALS, read_checkpoint
 from musicvae.errors import UserError
+from musicvae.models.checkpoint import SAFE_GLOBALS, read_checkpoint
 
 
 class Payload:
@@ -26,7 +26,7 @@ def test_every_checkpoint_we_write_loads_with_weights_only(run, request):
 
 def test_a_checkpoint_with_a_pickled_callable_is_refused_by_sampling_and_by_resuming(tiny_run, tmp_path, capsys,
                                                                                       compose_cfg):  # fmt: skip
-    from musicvae.inference import load_checkpoint
+    from musicvae.generation.inference import load_checkpoint
     from musicvae.training.train import train
 
     evil = torch.load(tiny_run["ckpt"], weights_only=True)

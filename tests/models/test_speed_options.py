@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from model_cases import BAR_ID, MAX_LEN, VOCAB, tiny_vae
-from musicvae.checkpoint import _fill_model_keys_added_since
 from musicvae.data.loading import bar_index
 from musicvae.errors import UserError
+from musicvae.models.checkpoint import _fill_model_keys_added_since
 from musicvae.models.encoder import at_positions
 from musicvae.models.layers import KVCache
 from musicvae.models.vae import MusicVAE, VAEConfig
@@ -100,7 +100,7 @@ def test_old_checkpoint_model_settings_keep_their_behaviour():
 @pytest.mark.slow  # torch.compile takes ~40 s on a 2-core CPU
 @pytest.mark.parametrize("frozen", [False, True], ids=["compiled", "compiled-frozen"])
 def test_compiled_model_samples_the_same_tokens_and_keeps_its_parameter_names(frozen):
-    from musicvae.generate import SamplingConfig, sample_tokens
+    from musicvae.generation.decode import SamplingConfig, sample_tokens
 
     model = _vae(dropout=0.0).eval()
     z = torch.randn(2, 8)

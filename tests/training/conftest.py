@@ -15,7 +15,7 @@ def train_cfg(compose_cfg, midi_folder, tmp_path):
             "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
             f"output_dir={tmp_path / 'run'}", "optim.warmup_steps=1",
             "eval.fidelity.n_reconstructions=2", "eval.fidelity.n_samples=2", "eval.fidelity.n_files=1",
-            "eval.fidelity.interpolation_steps=0", "audio=false",  # tests/audio and tiny_bar_run cover those
+            "eval.fidelity.interpolation_steps=0", "audio=false",  # tests/generation/test_audio.py and tiny_bar_run cover those
         ]  # fmt: skip
         return compose_cfg("train", [*base, *overrides])
 

@@ -69,7 +69,7 @@ def test_trainer_is_built_from_its_target(compose_cfg, tmp_path):
 
 
 def test_the_command_line_takes_lists_of_presets_and_names_moved_keys(configs_dir):
-    from musicvae.choices import check_group_choices
+    from musicvae.config import check_group_choices
 
     check_group_choices(configs_dir, ["callbacks=[default,lr_monitor]", "logger=tensorboard"])  # fine
     with pytest.raises(UserError, match=r"unknown callbacks=lr_monitr: choose one of default, early_stopping"):

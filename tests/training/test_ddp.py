@@ -81,7 +81,7 @@ def test_each_rank_draws_its_own_noise_and_a_resumed_run_new_noise():
 
 
 def test_ranks_above_zero_are_started_on_the_run_dir_and_the_environment_is_restored(tmp_path, monkeypatch):
-    """Ranks > 0 run `python -m musicvae.training.ddp RUN_DIR` (not rank 0's command line, which under
+    """Ranks > 0 run `python -m musicvae.training.rank RUN_DIR` (not rank 0's command line, which under
     Hydra is the whole sweep); afterwards the environment holds no LOCAL_RANK (which would make the next
     run of a sweep wait for ranks that nobody starts)."""
     started = []
@@ -100,7 +100,7 @@ def test_ranks_above_zero_are_started_on_the_run_dir_and_the_environment_is_rest
         trainer.strategy._launcher._call_children_scripts()
         assert os.environ["LOCAL_RANK"] == "0"
     assert [command for command, _ in started] == [
-        [sys.executable, "-m", "musicvae.training.ddp", str((tmp_path / "run").resolve())]
+        [sys.executable, "-m", "musicvae.training.rank", str((tmp_path / "run").resolve())]
     ] * 2
     assert [env["LOCAL_RANK"] for _, env in started] == ["1", "2"]
     assert {env["WORLD_SIZE"] for _, env in started} == {"3"}

@@ -117,8 +117,8 @@ def test_lr_factor_warmup_then_cosine_to_floor():
 
 def test_checkpoint_payload_is_self_contained(tiny_run):
     """From the .ckpt alone: the model with its weights, the tokenizer that made its ids, the data settings."""
-    from musicvae.checkpoint import model_from_checkpoint, read_checkpoint
-    from musicvae.data import tokenizer_from_dict
+    from musicvae.models.checkpoint import model_from_checkpoint, read_checkpoint
+    from musicvae.tokens import tokenizer_from_dict
 
     ckpt = read_checkpoint(tiny_run["ckpt"])
     assert ckpt["musicvae"]["format"] >= 1

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from musicvae.checkpoint import check_resumable, model_from_checkpoint, read_checkpoint
 from musicvae.errors import UserError
+from musicvae.models.checkpoint import check_resumable, model_from_checkpoint, read_checkpoint
 from musicvae.training.module import VAEModule, use_fused_adamw
 from musicvae.training.train import train
 

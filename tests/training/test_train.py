@@ -157,7 +157,7 @@ def test_an_empty_validation_split_is_one_clear_error(train_cfg):
 
 
 def test_a_dot_instead_of_a_slash_is_caught(configs_dir):
-    from musicvae.choices import check_group_choices
+    from musicvae.config import check_group_choices
     from musicvae.errors import UserError
 
     with pytest.raises(UserError, match="model/conditioning=cross_attention"):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from musicvae.data import MidiDataModule
 from musicvae.data.eval_sample import EvalSampleDataset, collate_with_positions
-from musicvae.data.tokenize import token_table, tokenizer_to_dict
+from musicvae.tokens.tokenize import token_table, tokenizer_to_dict
 from musicvae.training.kl import kl_per_dim
 from musicvae.training.module import VAEModule
 

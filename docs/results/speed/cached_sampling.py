@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from musicvae.data import EOS_ID
-from musicvae.generate import SamplingConfig, sample_tokens
+from musicvae.generation.decode import SamplingConfig, sample_tokens
 from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.tokens import EOS_ID
 
 
 class NoEOS(MusicVAE):

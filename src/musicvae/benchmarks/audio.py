@@ -18,8 +18,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from musicvae.audio import FORMATS, AudioConfig, midi_files, midi_with_tail, render_file, soundfont_bytes
 from musicvae.errors import UserError
+from musicvae.generation.audio import (
+    FORMATS,
+    AudioConfig,
+    midi_files,
+    midi_with_tail,
+    render_file,
+    soundfont_bytes,
+)
 
 
 def parse(overrides: list[str]) -> dict:

@@ -35,11 +35,11 @@ from torch import nn
 from musicvae.benchmarks import size_from_overrides
 from musicvae.benchmarks.sample import NoEOSMusicVAE
 from musicvae.benchmarks.train import benchmark_loss, sync_device
-from musicvae.data import BOS_ID, EOS_ID, PAD_ID
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, sample_tokens
+from musicvae.generation.decode import SamplingConfig, sample_tokens
 from musicvae.models.conditioning import IN_ATTENTION_POSITIONS
 from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.tokens import BOS_ID, EOS_ID, PAD_ID
 
 WHATS = ("train", "sample", "both")
 THEIR_ATTENTIONS = ("flash", "plain")

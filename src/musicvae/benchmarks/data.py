@@ -44,8 +44,8 @@ from musicvae.data.config import DataConfig
 from musicvae.data.corpus import export_corpus
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.data.segments import SPLITS
-from musicvae.data.tokenize import build_tokenizer, tokenizer_from_dict, tokenizer_to_dict
 from musicvae.errors import UserError
+from musicvae.tokens.tokenize import build_tokenizer, tokenizer_from_dict, tokenizer_to_dict
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 
 from musicvae.benchmarks import BAR_ID, check_latent_settings, size_from_overrides
-from musicvae.data import EOS_ID
 from musicvae.errors import UserError
-from musicvae.generate import SamplingConfig, TokenRules, sample_tokens
+from musicvae.generation.decode import SamplingConfig, TokenRules, sample_tokens
 from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.tokens import EOS_ID
 
 SEGMENT_LENGTH = 256  # default tokens per sequence, latent=segment
 BAR_TOKENS = 16  # default tokens per bar, latent=bar: 16 bars x 16 = 256, as the segment default

@@ -21,10 +21,10 @@ import torch
 from rich.console import Console
 
 from musicvae.benchmarks import BAR_ID, check_latent_settings, size_from_overrides
-from musicvae.data import BOS_ID, EOS_ID
 from musicvae.data.loading import bar_index
 from musicvae.errors import UserError
 from musicvae.models.vae import MusicVAE, VAEConfig
+from musicvae.tokens import BOS_ID, EOS_ID
 from musicvae.training.kl import kl_per_dim, segment_kl
 from musicvae.training.module import VAEModule
 

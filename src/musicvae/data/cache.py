@@ -63,8 +63,8 @@ from musicvae.data.config import DataConfig
 from musicvae.data.corpus import ExportReport, export_corpus
 from musicvae.data.parallel import parallel_map, track_progress
 from musicvae.data.segments import SPLITS, assign_splits, check_compatible, segment_file
-from musicvae.data.tokenize import SkipFile, tokenizer_from_dict, tokenizer_to_dict
 from musicvae.errors import UserError
+from musicvae.tokens.tokenize import SkipFile, tokenizer_from_dict, tokenizer_to_dict
 
 log = logging.getLogger(__name__)
 

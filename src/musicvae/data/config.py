@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicvae.config import to_plain_dict
 from musicvae.errors import UserError
+from musicvae.tokens.attributes import AttributeDefinitions
 
 OVERLONG_MODES = ("truncate", "drop")
 # Where the data comes from and how it is split (not how it is cut): a checkpoint keeps them apart from
@@ -29,55 +31,6 @@ def data_source(data_cfg: Any) -> dict:
         if source[key]:
             source[key] = str(Path(source[key]).resolve())
     return source
-
-
-def to_plain_dict(cfg: Any) -> dict:
-    """A DictConfig (interpolations resolved) or a mapping → a plain dict (a copy)."""
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
-    return dict(cfg)
-
-
-RHYTHM_GRIDS = ("positions", "sub_beats")
-POLYPHONY_DEFINITIONS = ("onsets", "sub_beats")
-
-
-@dataclass(frozen=True)
-class AttributeDefinitions:
-    """How rhythm and polyphony are read from a bar (`data.attributes`; see `musicvae.data.attributes`).
-
-    The defaults are ours; `AttributeDefinitions.musemorphose()` reads both as MuseMorphose does. Class
-    edges (`AttributeBins`) carry the definitions they were fitted with, so a checkpoint reads its
-    attributes the way it trained.
-    """
-
-    rhythm: str = "positions"  # positions | sub_beats
-    polyphony: str = "onsets"  # onsets | sub_beats
-
-    def __post_init__(self):
-        for key, allowed in (("rhythm", RHYTHM_GRIDS), ("polyphony", POLYPHONY_DEFINITIONS)):
-            if getattr(self, key) not in allowed:
-                raise UserError(f"data.attributes.{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}")
-
-    @classmethod
-    def musemorphose(cls) -> AttributeDefinitions:
-        return cls(rhythm="sub_beats", polyphony="sub_beats")
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> AttributeDefinitions:
-        """From `data.attributes` (other keys of that node ignored) or a checkpoint's bins; None: the defaults."""
-        d = d or {}
-        return cls(**{k: d[k] for k in ("rhythm", "polyphony") if d.get(k) is not None})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

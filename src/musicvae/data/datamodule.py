@@ -39,9 +39,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from musicvae.config import to_plain_dict
 from musicvae.data.cache import cache_path, prepare_cache, read_manifest
 from musicvae.data.cache_store import SplitArrays, load_pieces, load_split
-from musicvae.data.config import DataConfig, to_plain_dict
+from musicvae.data.config import DataConfig
 from musicvae.data.eval_sample import EvalSample, EvalSampleDataset, ShardedSampler, collate_with_positions
 from musicvae.data.loading import (
     BatchedDataset,
@@ -50,8 +51,8 @@ from musicvae.data.loading import (
     collate_segments,
 )
 from musicvae.data.segments import SPLITS, check_compatible
-from musicvae.data.tokenize import TokenTable, bar_ids, build_tokenizer, token_table
 from musicvae.errors import UserError
+from musicvae.tokens.tokenize import TokenTable, bar_ids, build_tokenizer, token_table
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, DistributedSampler
 
-from musicvae.data.tokenize import BOS_ID, EOS_ID, PAD_ID
+from musicvae.tokens.tokenize import BOS_ID, EOS_ID, PAD_ID
 
 AUTO_WORKERS_CAP = 4  # more workers than this only add start-up time: a batch of segments is cheap to build
 

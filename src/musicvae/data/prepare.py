@@ -11,12 +11,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
 from musicvae.data.cache import PreparedCache, prepare_cache
 from musicvae.data.cache_store import load_split
-from musicvae.data.config import AttributeDefinitions, DataConfig
+from musicvae.data.config import DataConfig
 from musicvae.data.segments import SPLITS, check_compatible
-from musicvae.data.tokenize import build_tokenizer
+from musicvae.tokens.attributes import AttributeBins, AttributeDefinitions, AttributeReader, latent_values
+from musicvae.tokens.tokenize import build_tokenizer
 
 log = logging.getLogger(__name__)
 

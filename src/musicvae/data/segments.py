@@ -27,12 +27,19 @@ from miditok import MusicTokenizer
 from symusic import Score
 
 from musicvae.data.config import DataConfig
-from musicvae.data.tokenize import SkipFile, TokenTable, encode_score, load_score, prepare_score, token_table
 from musicvae.errors import UserError
+from musicvae.tokens.tokenize import (
+    SkipFile,
+    TokenTable,
+    encode_score,
+    load_score,
+    prepare_score,
+    token_table,
+)
 
 SPLITS = ("train", "val", "test")
 
-# More reasons a file is skipped (besides those of musicvae.data.tokenize).
+# More reasons a file is skipped (besides those of musicvae.tokens.tokenize).
 TOO_SHORT, NO_SEGMENTS = "too_short", "no_segments"
 
 KEY_GRID = 480  # content_key's time grid, per quarter note

@@ -39,7 +39,7 @@ class VAEConfig:
     latent: str = "segment"  # segment: one z per segment | bar: one z per bar (MuseMorphose)
     # Attribute-conditioned decoding (MuseMorphose): a learned embedding per class of each named attribute,
     # joined to z (per bar with latent=bar) before the conditioning, so sampling can ask for other classes.
-    attributes: list = field(default_factory=list)  # names, e.g. [rhythm, polyphony] (musicvae.data.attributes)
+    attributes: list = field(default_factory=list)  # names, e.g. [rhythm, polyphony] (musicvae.tokens.attributes)
     attribute_dim: int = 64  # embedding size per attribute (MuseMorphose: 64)
     attribute_classes: int = 8
     max_bars: int = 16  # latent=bar: most bars per sequence a prefix conditioning takes (sizes its positions)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from musicvae.audio import AudioConfig
+from musicvae.generation.audio import AudioConfig
 from musicvae.report.checks import CONVERGENCE_TOL, convergence, mi_ceiling
 from musicvae.report.groups import Group, counterparts, group_runs
 from musicvae.report.html import write_html

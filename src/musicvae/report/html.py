@@ -15,7 +15,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from musicvae.audio import AUDIO_SUFFIXES
+from musicvae.generation.audio import AUDIO_SUFFIXES
 
 AUDIO_TYPES = {".ogg": "audio/ogg", ".wav": "audio/wav"}
 

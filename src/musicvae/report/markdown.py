@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from musicvae.audio import AUDIO_SUFFIXES, AudioConfig, render_quietly
 from musicvae.data.cache import MIDI_SUFFIXES
+from musicvae.generation.audio import AUDIO_SUFFIXES, AudioConfig, render_quietly
 from musicvae.report.checks import AT_CEILING, CONVERGENCE_RULE, MI_CEILING_RULE
 from musicvae.report.groups import Group, path_safe
 from musicvae.report.runs import FIDELITY

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from musicvae.audio import AUDIO_SUFFIXES
 from musicvae.data.cache import MIDI_SUFFIXES
 from musicvae.errors import UserError
+from musicvae.generation.audio import AUDIO_SUFFIXES
 from musicvae.report.stats import Series  # step -> value, steps ascending
 
 log = logging.getLogger(__name__)

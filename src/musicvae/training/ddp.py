@@ -8,7 +8,7 @@ pytorch-lightning 2.6 and a 2-mode sweep on 2 CPU processes, rank 1 ran the whol
 `skip_finished` kept the processes it started for later jobs from training again. Inside a launcher's
 worker the command line is not even ours (`python -m submitit.core._submit ...`, a loky worker).
 
-`RunDirLauncher` starts rank r > 0 as `python -m musicvae.training.ddp RUN_DIR` instead: it loads the
+`RunDirLauncher` starts rank r > 0 as `python -m musicvae.training.rank RUN_DIR` instead: it loads the
 run's resolved config from RUN_DIR/config.yaml, which rank 0 writes before training starts, and trains
 that one run into that same folder: no Hydra, no sweep, one run dir for all ranks.
 
@@ -28,15 +28,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from pytorch_lightning.utilities import rank_zero_only
 
-from musicvae.errors import UserError, exit_on_user_error
-
 log = logging.getLogger(__name__)
 
-CHILD_MODULE = "musicvae.training.ddp"  # `python -m` this module: one rank > 0 of a run
+CHILD_MODULE = "musicvae.training.rank"  # `python -m` it: one rank > 0 of a run (musicvae/training/rank.py)
 # What Lightning sets in rank 0's environment for its ranks. Left there, the next run of a sweep in the
 # same process would take LOCAL_RANK as "ranks are started from outside" and wait for ranks nobody starts.
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -92,31 +89,3 @@ def ddp_processes(trainer: pl.Trainer, run_dir: Path) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def run_rank(run_dir: Path) -> dict:
-    """Train rank LOCAL_RANK of the run in `run_dir` (its config.yaml, as rank 0 wrote it)."""
-    from musicvae.training.train import train  # train imports this module
-
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
-        raise UserError(f"{config} does not exist: rank 0 writes it before it starts the other ranks")
-    cfg = OmegaConf.load(config)
-    cfg.output_dir = str(run_dir)  # the folder rank 0 chose (Hydra's run dir is not known here)
-    return train(cfg)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise UserError(f"usage: python -m {CHILD_MODULE} RUN_DIR (started by rank 0 of a DDP run)")
-    rank = os.environ.get("LOCAL_RANK", "?")
-    logging.basicConfig(
-        level=logging.INFO, format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s"
-    )
-    run_rank(Path(args[0]))
-
-
-if __name__ == "__main__":
-    main()

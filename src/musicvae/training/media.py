@@ -27,10 +27,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 
-from musicvae.audio import AudioConfig
-from musicvae.generate import SamplingConfig
-from musicvae.inference import reconstruct_and_sample, token_rules
-from musicvae.render import tokens_to_pretty_midi, write_sample
+from musicvae.generation.audio import AudioConfig
+from musicvae.generation.decode import SamplingConfig
+from musicvae.generation.inference import reconstruct_and_sample, token_rules
+from musicvae.generation.render import tokens_to_pretty_midi, write_sample
 
 log = logging.getLogger(__name__)
 

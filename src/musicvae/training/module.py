@@ -29,14 +29,13 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from musicvae.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
-from musicvae.data.attributes import AttributeBins, AttributeReader, latent_values
-from musicvae.data.config import AttributeDefinitions
-from musicvae.data.tokenize import tokenizer_from_dict
 from musicvae.errors import UserError
-from musicvae.inference import segment_classes
+from musicvae.generation.inference import segment_classes
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
+from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
+from musicvae.tokens.attributes import AttributeBins, AttributeDefinitions, AttributeReader, latent_values
+from musicvae.tokens.tokenize import tokenizer_from_dict
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 
 log = logging.getLogger(__name__)
@@ -287,7 +286,7 @@ class VAEModule(pl.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["musicvae"] = checkpoint_tag()  # read back by musicvae.checkpoint.read_checkpoint
+        checkpoint["musicvae"] = checkpoint_tag()  # read back by musicvae.models.checkpoint.read_checkpoint
         if self.attribute_bins is not None:
             checkpoint[ATTRIBUTE_BINS_KEY] = self.attribute_bins.to_dict()
 

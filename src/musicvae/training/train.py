@@ -15,15 +15,15 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressB
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from musicvae.audio import AudioConfig
-from musicvae.checkpoint import check_resumable, read_checkpoint
-from musicvae.choices import MOVED_KEYS
+from musicvae.config import MOVED_KEYS
 from musicvae.data import MidiDataModule
 from musicvae.data.config import data_source
-from musicvae.data.tokenize import tokenizer_to_dict
 from musicvae.errors import Interrupted, UserError
-from musicvae.evaluation import FidelityConfig, evaluate_fidelity
+from musicvae.evaluation.fidelity import FidelityConfig, evaluate_fidelity
+from musicvae.generation.audio import AudioConfig
+from musicvae.models.checkpoint import check_resumable, read_checkpoint
 from musicvae.models.vae import MASK_ID
+from musicvae.tokens.tokenize import tokenizer_to_dict
 from musicvae.training.ddp import ddp_processes, launch_rank
 from musicvae.training.faults import CheckpointOnInterrupt
 from musicvae.training.kl import KLPerDimLog

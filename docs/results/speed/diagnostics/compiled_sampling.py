@@ -12,7 +12,7 @@ import torch._inductor.config as inductor_config
 
 from musicvae.benchmarks.compare import CompareBenchSize, our_vae
 from musicvae.benchmarks.sample import NoEOSMusicVAE
-from musicvae.generate import SamplingConfig, sample_tokens
+from musicvae.generation.decode import SamplingConfig, sample_tokens
 
 LENGTH = 512
 how = sys.argv[1]

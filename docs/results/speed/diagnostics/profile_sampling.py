@@ -6,7 +6,7 @@ from torch.profiler import profile
 
 from musicvae.benchmarks.compare import CompareBenchSize, our_vae
 from musicvae.benchmarks.sample import NoEOSMusicVAE
-from musicvae.generate import SamplingConfig, sample_tokens
+from musicvae.generation.decode import SamplingConfig, sample_tokens
 
 LENGTH = 512
 size = CompareBenchSize()

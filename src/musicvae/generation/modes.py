@@ -1,0 +1,379 @@
+"""MIDI out of a checkpoint, the `scripts/sample.py` modes: prior, reconstruct, interpolate, edit, shift, transfer.
+
+A checkpoint carries the model config, the tokenizer and the data settings, so nothing else is needed
+(loading, encoding and decoding live in `musicvae.generation.inference`). Files written per result:
+`<mode>_<index>.mid`, `<mode>_<index>.png` (piano roll), `<mode>_<index>.ogg` (its audio, musicvae.generation.audio;
+`audio=false`: none, `audio.format=wav`: WAV); every run writes `samples.json` (settings,
+z norms, token counts, bars, malformed tokens dropped while decoding). An interpolation also writes its
+ends, so the path can be judged against what it was encoded from: `input_a.mid` / `input_b.mid`, the
+window of each input that was encoded (the path starts from one's posterior mean and ends at the
+other's), and `recon_a.mid` / `recon_b.mid`, those windows reconstructed from z = mu (a PNG each), all
+listed under "ends" in samples.json; and `interpolate_grid.png`, one figure: input A | recon A | the
+path's steps | recon B | input B.
+
+With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
+latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
+each bar's latent from one piece's to the other's; `edit bars=5-8 source=b.mid` swaps those bars'
+latents for b's. More bars than the model's training segments are decoded in windows that continue
+from the previous one (`musicvae.generation.decode.decode_latents`). `shift attribute=note_density amount=1.5`
+reconstructs a piece with every latent moved along an attribute vector (`musicvae.generation.attribute_vectors`);
+`transfer rhythm=+2` re-decodes it with changed attribute classes (a model with `model.attributes`).
+Decoding follows the REMI grammar unless `grammar=false`, so every token is part of a note or a bar
+and the bar count is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from musicvae.data.segments import midi_to_windows
+from musicvae.errors import UserError
+from musicvae.generation.attribute_vectors import AttributeVectors, vectors_path
+from musicvae.generation.audio import AudioConfig
+from musicvae.generation.decode import SamplingConfig, TokenRules, decode_latents
+from musicvae.generation.inference import (
+    LoadedCheckpoint,
+    apply_class_changes,
+    bar_latents,
+    count_bars,
+    encode_segments,
+    input_classes,
+    interpolation_path,
+    load_checkpoint,
+    piece_bar_latents,
+    piece_tokens,
+    reconstruct_segments,
+    token_rules,
+)
+from musicvae.generation.render import grid_png, tokens_to_pretty_midi, write_sample
+from musicvae.models.vae import MusicVAE
+from musicvae.tokens.attributes import ATTRIBUTES, N_CLASSES
+
+log = logging.getLogger(__name__)
+MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
+
+
+# ----- the modes ------------------------------------------------------------------------------------
+@dataclass
+class SampleRequest:
+    """What `scripts/sample.py` asks for (configs/sample.yaml)."""
+
+    ckpt: str
+    mode: str = "prior"
+    out_dir: str = "outputs/samples"
+    n: int = 4  # prior: number of samples
+    input: str | None = None  # reconstruct / interpolate / edit
+    input2: str | None = None  # interpolate
+    source: str | None = None  # edit: the piece whose bar latents replace the input's
+    bars: int | str | None = None  # prior: bars per sample (default: the training segments'); edit: "5-8"
+    grammar: bool = True  # mask what the REMI grammar forbids at every step
+    attribute: str | None = None  # shift: the attribute vector to move z along (scripts/attributes.py)
+    amount: float = 1.0  # shift: z + amount x the vector
+    # transfer (and prior), for a model trained with model.attributes: "+2" / "-1" shift the input's class
+    # of that attribute, 5 sets it (classes 0..7); scripts/sample.py keeps the sign as typed (rhythm=+2)
+    rhythm: int | str | None = None
+    polyphony: int | str | None = None
+    note_density: int | str | None = None
+    mean_pitch: int | str | None = None
+    pitch_range: int | str | None = None
+    steps: int = 5  # interpolate: outputs including both ends
+    sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
+    z_temperature: float = 1.0  # prior: std of z (MusicVAE's temperature on the prior)
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+    piano_roll: bool = True
+    audio: AudioConfig | dict | bool | None = True  # audio beside every MIDI; false: none (musicvae.generation.audio)
+    compile: bool = False
+
+    def __post_init__(self):
+        self.audio = AudioConfig.from_value(self.audio)
+        if self.mode not in MODES:
+            raise UserError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
+        if self.mode in ("reconstruct", "interpolate", "edit", "shift") and not self.input:
+            raise UserError(f"mode={self.mode} needs input=path/to/a.mid")
+        if self.mode == "interpolate" and not self.input2:
+            raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
+        changes = self.class_changes()
+        if self.mode == "transfer" and not changes:
+            raise UserError("mode=transfer needs a class change, e.g. rhythm=+2 polyphony=-1 (relative) or rhythm=5")
+        if self.mode == "prior" and any(relative for relative, _ in changes.values()):
+            raise UserError("mode=prior takes absolute classes (rhythm=5): there is no input to shift from")
+        if self.mode == "shift" and not self.attribute:
+            raise UserError("mode=shift needs attribute=NAME (e.g. note_density) and amount=X")
+        if self.mode == "interpolate" and self.steps < 2:
+            raise UserError(f"steps={self.steps}: an interpolation needs at least 2 steps (both ends)")
+        if self.mode == "edit":
+            if not self.source:
+                raise UserError("mode=edit needs source=path/to/b.mid (whose bars replace the input's)")
+            self.bar_range()  # checks the form
+        elif self.bars is not None and (not isinstance(self.bars, int) or self.bars < 1 or self.mode != "prior"):
+            raise UserError(f"bars={self.bars!r}: a number of bars >= 1, for mode=prior (mode=edit takes a range: bars=5-8)")
+        if self.n < 1 or self.batch_size < 1:
+            raise UserError("n and batch_size must be at least 1")
+        if self.z_temperature < 0:
+            raise UserError(f"z_temperature={self.z_temperature} must be >= 0")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"device={self.device!r}: use cpu or cuda (cuda:N for one GPU)")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
+
+    def class_changes(self) -> dict[str, tuple[bool, int]]:
+        """{attribute: (relative, value)} from rhythm=+2 (relative) / rhythm=5 (absolute), ...; UserError if malformed."""
+        changes = {}
+        for name in ATTRIBUTES:
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            text = str(raw).strip()
+            try:
+                value = int(text)
+            except ValueError:
+                raise UserError(f"{name}={raw!r}: a class 0-{N_CLASSES - 1}, or a shift like +2 / -1") from None
+            relative = text[0] in "+-"
+            if not relative and not 0 <= value < N_CLASSES:
+                raise UserError(f"{name}={value} is out of range: classes are 0-{N_CLASSES - 1} (+N / -N shift them)")
+            changes[name] = (relative, value)
+        return changes
+
+    def bar_range(self) -> tuple[int, int]:
+        """mode=edit: bars=5-8 (1-based, both included) or bars=5 -> (first, last)."""
+        text = str(self.bars) if self.bars is not None else ""
+        first, _, last = text.partition("-")
+        try:
+            first_bar, last_bar = int(first), int(last or first)
+        except ValueError:
+            raise UserError(f"bars={self.bars!r}: mode=edit needs the bars to replace, as bars=5-8 (1-based)") from None
+        if not 1 <= first_bar <= last_bar:
+            raise UserError(f"bars={self.bars!r}: a range of bars from 1, first <= last (e.g. bars=5-8)")
+        return first_bar, last_bar
+
+
+def sample(req: SampleRequest) -> dict:
+    """Run one sampling request; write MIDI, piano rolls and samples.json into req.out_dir."""
+    loaded = load_checkpoint(req.ckpt, req.device)
+    model, tok = loaded.model, loaded.tokenizer
+    if req.compile:
+        model.compile_parts(frozen=True)  # weights fixed from here: inductor may treat them as constants
+    torch.manual_seed(req.seed)
+    gen = torch.Generator(device=req.device).manual_seed(req.seed)
+    cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)
+    rules = token_rules(tok, req.grammar)
+    out = Path(req.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    changes = req.class_changes()
+    check_mode(req, model, changes)
+    if req.mode == "prior":
+        results, z = prior(loaded, req, cfg, rules, gen)
+    elif req.mode == "reconstruct":
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
+        results = [piece]  # one piece, whole
+    elif req.mode == "transfer":
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, changes=changes)
+        results = [piece]
+    elif req.mode == "shift":
+        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, shift=attribute_shift(loaded, req))
+        results = [piece]
+    elif req.mode == "edit":
+        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, rules)
+        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)
+    else:
+        ends = interpolation_ends(loaded, req.input, req.input2, req.batch_size, rules)
+        z = interpolation_path(ends.mu, req.steps, ends.segments, rules)
+        bars = None if model.per_bar else loaded.window_bars
+        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
+        # The ends' reconstructions draw from the same generator *after* the path, so the path's tokens at a
+        # seed are what they were before the ends were written (and do not depend on them).
+        recons = reconstruct_segments(model, ends.segments, ends.mu, cfg, rules, gen, req.batch_size)
+
+    summary, pms = write_results(req, loaded, results, z, out, rules)
+    if req.mode == "interpolate":
+        summary["ends"], end_pms, end_titles = write_interpolation_ends(
+            tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll, req.audio)  # fmt: skip
+        if req.piano_roll:  # one figure: input A | recon A | the path | recon B | input B
+            path_titles = [f"step {k}: α = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
+            grid_png([*end_pms[:2], *pms, *end_pms[2:]], out / "interpolate_grid.png",
+                     [*end_titles[:2], *path_titles, *end_titles[2:]])  # fmt: skip
+            summary["grid"] = "interpolate_grid.png"
+    (out / "samples.json").write_text(json.dumps(summary, indent=2))
+    dropped = sum(r["malformed_tokens_dropped"] for r in summary["results"])
+    log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(results), req.mode, out, dropped)
+    return summary
+
+
+def check_mode(req: SampleRequest, model, changes: dict) -> None:
+    """UserError when the checkpoint cannot do what the request asks (its latents, its attributes)."""
+    if req.mode == "edit" and not model.per_bar:
+        raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
+    if model.cfg.attributes and req.mode in ("interpolate", "edit"):
+        raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
+    if changes and not model.cfg.attributes:
+        raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
+    unknown = sorted(set(changes) - set(model.cfg.attributes))
+    if unknown:
+        raise UserError(f"{unknown[0]}: {req.ckpt} was trained with attributes {list(model.cfg.attributes)} only")
+
+
+def write_results(req: SampleRequest, loaded: LoadedCheckpoint, results, z: torch.Tensor, out: Path, rules):
+    """Each result's MIDI (+ piano roll, audio) as <mode>_NNN -> (samples.json's summary, their PrettyMIDIs)."""
+    records, pms = [], []
+    for i, ids in enumerate(results):
+        name = f"{req.mode}_{i:03d}"
+        record, pm = write_result(loaded.tokenizer, ids, out, name, rules, name if req.piano_roll else None, req.audio)
+        records.append(record)
+        pms.append(pm)
+    z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
+    return {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}, pms
+
+
+def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rules: TokenRules, gen):
+    """n draws of z ~ N(0, z_temperature² I): one per sample, or one per bar -> (token lists, z)."""
+    model, device = loaded.model, req.device
+    bars = req.bars or (loaded.window_bars if model.per_bar else None)  # one latent per segment: as many as come
+    if model.per_bar:
+        z = torch.randn(req.n, bars, model.cfg.latent_dim, generator=gen, device=device) * req.z_temperature
+    else:
+        if bars and bars > loaded.window_bars:
+            raise UserError(
+                f"bars={bars}: a model with one latent per segment decodes at most its {loaded.window_bars}-bar "
+                "segments in one pass; train with model.latent=bar for longer pieces"
+            )
+        z = torch.randn(req.n, model.cfg.latent_dim, generator=gen, device=device) * req.z_temperature
+    attributes = None
+    if model.cfg.attributes:  # classes drawn uniformly (each holds 1/8 of the training latents), or as asked
+        drawn = torch.randint(0, N_CLASSES, (*z.shape[:-1], len(model.cfg.attributes)), generator=gen, device=device)
+        attributes = apply_class_changes(drawn, model.cfg.attributes, req.class_changes())
+    results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars,
+                             attributes=attributes)  # fmt: skip
+    return results, z
+
+
+def attribute_shift(loaded: LoadedCheckpoint, req: SampleRequest) -> torch.Tensor:
+    """mode=shift: amount x the checkpoint's vector of the attribute, (c,)."""
+    vectors = AttributeVectors.load(vectors_path(loaded.path))
+    if vectors.latent != loaded.model.cfg.latent or vectors.vectors.shape[-1] != loaded.model.cfg.latent_dim:
+        raise UserError(f"{vectors_path(loaded.path)} was computed for another model: run scripts/attributes.py again")
+    return req.amount * vectors.vector(req.attribute).to(req.device)
+
+
+def reconstruct_file(
+    loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules,
+    shift: torch.Tensor | None = None, changes: dict[str, tuple[bool, int]] | None = None,
+):  # fmt: skip
+    """Encode and decode a whole piece: (z, the piece's ids); `shift` (c,) is added to every latent first.
+    A model with attributes decodes with the input's own classes, `changes` applied (mode=transfer).
+
+    Per bar: every bar's latent, decoded as one piece (in windows past the training length). Per segment:
+    the model's non-overlapping bar windows, each decoded into as many bars as it holds; windows the data
+    rules drop (no notes) keep their place in time as empty bars, so a piece with a silent stretch is not
+    pulled together. Bars after the last whole window are not reconstructed.
+    """
+    model = loaded.model
+
+    def inputs(mu, logvar, classes):
+        """z = mu (z ~ q(z|x) with sample_z) moved by `shift`; the input's classes with `changes` (or None)."""
+        z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
+        z = z if shift is None else z + shift
+        return z, None if classes is None else apply_class_changes(classes, model.cfg.attributes, changes or {})
+
+    if model.per_bar:
+        ids = piece_tokens(loaded, path)  # tokenized once: its bars' latents and classes
+        mu, logvar = bar_latents(loaded, ids, req.batch_size, rules)  # (N_bars, c)
+        z, attributes = inputs(mu[None], logvar[None], input_classes(loaded, piece=ids))  # (1, N_bars, c)
+        attributes = None if attributes is None else attributes[None]  # (1, N_bars, A)
+        return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars,
+                                 attributes=attributes)[0]  # fmt: skip
+    bars = loaded.window_bars
+    windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
+    segments = [w.tolist() for w in windows.segments]
+    mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
+    z, attributes = inputs(mu, logvar, input_classes(loaded, segments))
+    decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size, attributes)
+    bar = loaded.tokenizer.vocab["Bar_None"]
+    ids, next_bar = [], 0
+    for start, window in zip(windows.start_bars, decoded, strict=True):
+        ids += [bar] * (start - next_bar) + window  # empty bars stand in for dropped windows
+        next_bar = start + bars
+    return z, ids
+
+
+class InterpolationEnds(NamedTuple):
+    """What an interpolation runs between: the first window of each input, as encoded."""
+
+    segments: list[list[int]]  # the two windows' tokens (no BOS/EOS)
+    start_bars: list[int]  # where each window starts in its piece (0-based bar)
+    mu: torch.Tensor  # their posterior means: (2, c), or (2, K, c) per bar
+
+
+def interpolation_ends(loaded: LoadedCheckpoint, a: str, b: str, batch_size: int, rules: TokenRules) -> InterpolationEnds:
+    """The first window of `a` and of `b` (as the data settings cut them) and their posterior means."""
+    windows = [midi_to_windows(p, loaded.tokenizer, loaded.data) for p in (a, b)]
+    first = [w.segments[0].tolist() for w in windows]
+    mu, _ = encode_segments(loaded.model, first, batch_size, rules.bar_ids)  # (2, c) or (2, K, c)
+    return InterpolationEnds(first, [int(w.start_bars[0]) for w in windows], mu)
+
+
+def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
+    """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
+    per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
+    ends = interpolation_ends(loaded, a, b, batch_size, rules)
+    return interpolation_path(ends.mu, steps, ends.segments, rules)
+
+
+def write_result(
+    tok, ids: list[int], out: Path, name: str, rules: TokenRules, title: str | None, audio: AudioConfig | None = None
+):  # fmt: skip
+    """`name`.mid (and `name`.png titled `title`, unless None; its audio, unless None)
+    -> (its samples.json record, PrettyMIDI)."""
+    pm, dropped = tokens_to_pretty_midi(tok, ids)
+    sound = write_sample(pm, out / f"{name}.mid", title, audio)
+    record = {"file": f"{name}.mid", "tokens": len(ids), "bars": count_bars(ids, rules),
+              "notes": sum(len(x.notes) for x in pm.instruments), "malformed_tokens_dropped": dropped}  # fmt: skip
+    if sound is not None:
+        record["audio"] = sound.name
+    return record, pm
+
+
+def write_interpolation_ends(
+    tok, ends: InterpolationEnds, recons: list[list[int]], paths: tuple[str, str], out: Path, rules: TokenRules,
+    piano_roll: bool, audio: AudioConfig | None = None,
+):  # fmt: skip
+    """input_a/b.mid (the encoded windows) and recon_a/b.mid (decoded from z = mu), PNGs with piano_roll
+    -> (their samples.json records, PrettyMIDIs and titles), in grid order: input A, recon A, recon B, input B."""
+    written = {}
+    for i, side in enumerate("AB"):
+        first, last = ends.start_bars[i] + 1, ends.start_bars[i] + count_bars(ends.segments[i], rules)
+        where = f"{Path(paths[i]).name}, bars {first}-{last}"  # 1-based, both included
+        for kind, ids, title in (("input", ends.segments[i], f"input {side}: {where} (as encoded)"),
+                                 ("recon", recons[i], f"recon {side} (z = μ of input {side})")):  # fmt: skip
+            name = f"{kind}_{side.lower()}"
+            record, pm = write_result(tok, ids, out, name, rules, title if piano_roll else None, audio)
+            record = {"role": f"{kind} {side}", **record, **({"png": f"{name}.png"} if piano_roll else {}),
+                      "source": str(paths[i]), "source_bars": f"{first}-{last}"}  # fmt: skip
+            if kind == "recon":
+                record["z_norm"] = round(float(ends.mu[i].flatten().norm()), 4)
+            written[name] = record, pm, title
+    order = [written[n] for n in ("input_a", "recon_a", "recon_b", "input_b")]
+    return [r for r, _, _ in order], [pm for _, pm, _ in order], [t for _, _, t in order]
+
+
+def edit_z(loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[int, int], batch_size: int, rules):
+    """The input's bar latents (1, N, c) with bars first..last (1-based) replaced by the source's same bars."""
+    first, last = bar_range
+    z, _ = piece_bar_latents(loaded, path, batch_size, rules)
+    z_source, _ = piece_bar_latents(loaded, source, batch_size, rules)
+    for name, n in ((path, len(z)), (source, len(z_source))):
+        if last > n:
+            raise UserError(f"bars={first}-{last}: {name} has {n} bars")
+    z[first - 1 : last] = z_source[first - 1 : last]
+    return z[None]
