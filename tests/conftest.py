@@ -28,6 +28,8 @@ def configs_dir() -> Path:
 
 
 def _compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    import musicvae.cli.schemas  # noqa: F401  the nodes the YAML files pull their defaults from
+
     with initialize_config_dir(config_dir=str(CONFIGS_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 

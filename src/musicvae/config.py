@@ -7,6 +7,8 @@ Hydra answers an unknown option (`data=nosuch`) with a multi-line report; the CL
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,3 +64,48 @@ def to_plain_dict(cfg: Any) -> dict:
     except ImportError:  # pragma: no cover - omegaconf ships with hydra
         pass
     return dict(cfg)
+
+
+# --- One home per default (issue 20, item 1) ---------------------------------------------------------------
+# The dataclass (or class) that reads a config node holds its defaults, beside the comment that says what each
+# key does. It registers them as a node of the ConfigStore group `schema`; the YAML file of that node pulls it
+# in first (`defaults: [/schema/kl@_here_, _self_]`) and sets only what differs from it or wires an
+# interpolation. `--cfg job` prints the composed whole. tests/house/test_config_defaults.py checks the rule.
+SCHEMA_GROUP = "schema"
+SCHEMAS: dict[str, type] = {}  # "kl" or "conditioning/in_attention" -> the class holding the defaults
+
+
+def schema_defaults(source: type) -> dict:
+    """The defaults `source` holds, shaped as its config node: a dataclass's fields that have a default, or
+    the keyword parameters of a class's `__init__` that have one (less its CONFIG_EXCLUDE), passed through
+    its `shape_config(values)` where the node is shaped otherwise; nested dataclasses as dicts, tuples as lists."""
+    if dataclasses.is_dataclass(source):
+        items = {}
+        for f in dataclasses.fields(source):
+            if f.default is not dataclasses.MISSING:
+                items[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                items[f.name] = f.default_factory()
+    else:
+        params = inspect.signature(source.__init__).parameters
+        items = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+    exclude = getattr(source, "CONFIG_EXCLUDE", ())  # fields another config group or the run fills
+    items = {k: _plain(v) for k, v in items.items() if k not in exclude}
+    return source.shape_config(items) if hasattr(source, "shape_config") else items
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def register_schema(name: str, source: type) -> None:
+    """Make `source`'s defaults the ConfigStore node `schema/<name>` (a YAML file's defaults list takes it)."""
+    from hydra.core.config_store import ConfigStore
+
+    group, _, leaf = f"{SCHEMA_GROUP}/{name}".rpartition("/")
+    ConfigStore.instance().store(group=group, name=leaf, node=schema_defaults(source))
+    SCHEMAS[name] = source

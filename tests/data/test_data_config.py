@@ -1,31 +1,20 @@
 """DataConfig: its defaults are configs/data/base.yaml's, its checks name the key."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from musicvae.data.config import DataConfig
 from musicvae.errors import UserError
 
 
-def test_defaults_match_base_yaml(configs_dir):
-    """A plain-dict config (no Hydra) gets the same settings as data=midi_dir."""
-    base = OmegaConf.load(configs_dir / "data" / "base.yaml")
-    checked = 0
-    for field in dataclasses.fields(DataConfig):
-        value = OmegaConf.to_container(base, resolve=False).get(field.name)
-        if field.name not in base or value == "???" or "${" in str(value):
-            continue  # required in YAML, or set from paths.*
-        if field.name == "attributes":  # a node of its own: read as DataConfig reads it
-            read = DataConfig.from_cfg({"attributes": value})
-            assert (read.attributes, read.allow_empty_attribute_classes) == (
-                DataConfig.attributes, DataConfig.allow_empty_attribute_classes)  # fmt: skip
-        else:
-            assert value == field.default, field.name
-        checked += 1
-    assert checked >= 16 and base.file_timeout_s == DataConfig.file_timeout_s == 120
+def test_data_configs_hold_no_default_of_their_own(compose_cfg):
+    """DataConfig is the one home of the data defaults: data=midi_dir composes to them (what a plain-dict
+    config without Hydra gets too), apart from the folder it is given and the cache dir it wires from paths."""
+    cfg = compose_cfg("train", ["data=midi_dir", "data.path=/some/folder"])
+    composed = DataConfig.from_cfg(cfg.data)
+    assert composed == DataConfig.from_cfg({"name": "midi_dir", "path": "/some/folder", "cache_dir": composed.cache_dir})
+    assert composed.file_timeout_s == 120 and composed.attributes == DataConfig.attributes
 
 
 @pytest.mark.parametrize("value", [0, -1])

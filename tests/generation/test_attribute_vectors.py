@@ -13,6 +13,7 @@ import torch
 from musicvae.errors import UserError
 from musicvae.generation.attribute_vectors import (
     AttributeVectors,
+    VectorSettings,
     compute_attribute_vectors,
     quarter_difference,
     vectors_path,
@@ -40,7 +41,7 @@ def test_quarter_difference_is_top_minus_bottom_quarter_by_rank():
 def test_vectors_of_a_checkpoint_save_load_and_shift_z(run, request, tmp_path):
     trained = request.getfixturevalue(run)
     loaded = load_checkpoint(trained["ckpt"])
-    vectors = compute_attribute_vectors(loaded, max_segments=200)
+    vectors = compute_attribute_vectors(loaded, VectorSettings(max_segments=200))
     assert vectors.names == ATTRIBUTES and vectors.vectors.shape == (len(ATTRIBUTES), loaded.model.cfg.latent_dim)
     assert torch.isfinite(vectors.vectors).all() and (vectors.vectors.norm(dim=1) > 0).all()
     assert vectors.latent == loaded.model.cfg.latent and vectors.n > 8

@@ -9,7 +9,12 @@ from omegaconf import DictConfig
 from musicvae.cli import CONFIG_DIR
 from musicvae.cli.common import check_command_line
 from musicvae.errors import exit_on_user_error
-from musicvae.generation.attribute_vectors import compute_attribute_vectors, data_override, vectors_path
+from musicvae.generation.attribute_vectors import (
+    VectorSettings,
+    compute_attribute_vectors,
+    data_override,
+    vectors_path,
+)
 from musicvae.generation.inference import load_checkpoint
 
 
@@ -17,7 +22,8 @@ from musicvae.generation.inference import load_checkpoint
 def attribute_vectors(cfg: DictConfig) -> None:
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
     override = data_override(cfg.get("data"), cfg.data_path)
-    vectors = compute_attribute_vectors(loaded, cfg.split, cfg.max_segments, override, cfg.batch_size)
+    settings = VectorSettings(cfg.split, cfg.max_segments, cfg.batch_size)
+    vectors = compute_attribute_vectors(loaded, settings, override)
     path = vectors_path(loaded.path)
     vectors.save(path)
     norms = ", ".join(f"{n} {float(v.norm()):.3f}" for n, v in zip(vectors.names, vectors.vectors, strict=True))

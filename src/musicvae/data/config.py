@@ -1,7 +1,7 @@
 """The data settings (`cfg.data`) as a typed, validated dataclass.
 
 `DataConfig.from_cfg` accepts a Hydra/OmegaConf node or a plain dict; missing keys take the defaults
-below (the same as configs/data/base.yaml), unknown keys are ignored. `cache_key()` is the part that
+below (their only home: configs/data/base.yaml pulls them in as schema/data), unknown keys are ignored. `cache_key()` is the part that
 changes the tokens and so keys the cache; batch-time settings (batch_size, transpose, loader_workers)
 and how the tokenizing runs (workers, file_timeout_s) are left out of it on purpose.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicvae.config import to_plain_dict
+from musicvae.config import register_schema, to_plain_dict
 from musicvae.errors import UserError
 from musicvae.tokens.attributes import AttributeDefinitions
 
@@ -35,30 +35,56 @@ def data_source(data_cfg: Any) -> dict:
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "midi_dir"
-    corpus: str | None = None
-    path: str | None = None
+    """The `data` node (configs/data/*.yaml start from these defaults: the only place they are written).
+    Keys marked (cache) change the tokens, so changing them builds a new cache; the others are read at batch
+    time only."""
+
+    name: str = "midi_dir"  # (cache) short name: the cache folder is <cache_dir>/<name>-<hash>
+    corpus: str | None = None  # bundled music21 corpus exported into `path` first (bach | folk | mixed); None: a folder of yours
+    path: str | None = None  # (cache) folder of MIDI files, read recursively (.mid / .midi)
     # as configs/paths/default.yaml: <MUSICVAE_DATA_DIR or data>/cache, so a dict config without paths agrees
     cache_dir: str = field(default_factory=lambda: str(Path(os.environ.get("MUSICVAE_DATA_DIR") or "data") / "cache"))
-    bars: int = 4
-    hop_bars: int = 2
-    max_tokens: int = 512
-    overlong: str = "truncate"
-    merge_tracks: bool = True
-    keep_drums: bool = False
+    bars: int = 4  # (cache) bars per segment: windows start on a bar line and hold `bars` bars
+    hop_bars: int = 2  # (cache) bars between the starts of consecutive windows
+    max_tokens: int = 512  # (cache) cap on a segment's tokens, without BOS/EOS
+    overlong: str = "truncate"  # (cache) a window over max_tokens: truncate (at an event boundary) | drop
+    merge_tracks: bool = True  # (cache) true: all non-drum tracks become one piano part; false: keep programs
+    keep_drums: bool = False  # (cache) false: drum tracks are dropped (drums-only files are skipped)
+    # (cache) share of pieces in val, by a stable hash of the piece's notes (copies of a tune share a split; a
+    # small folder still gets 2 val pieces and 1 test piece); test_fraction: the same for test
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    limit_files: int | None = None
-    workers: int | None = None
+    limit_files: int | None = None  # (cache) use only the first N files (sorted by path): quick runs
+    workers: int | None = None  # tokenizing processes; None: all cores
+    # a file still tokenizing after this many seconds is skipped (reason `timeout`, as is `worker_crash` for one
+    # that kills its process); None: no limit. Skipped files stay skipped in that cache: delete it to retry them
     file_timeout_s: float | None = 120.0
-    transpose: int = 5
+    transpose: int = 5  # train only: random shift in [-transpose, +transpose] semitones, pitches kept in range
     batch_size: int = 32
+    # true: train batches of similar-length segments (shuffled; under DDP each process its own share): ~2x
+    # faster on CPU here, but worse recon at equal steps (measured 1.48 vs 1.38 nats/token at step 149)
     group_by_length: bool = False
-    loader_workers: int | str = "auto"  # DataLoader processes per training process: "auto" or an integer >= 0
-    val_segments: int = 512
-    val_sample_seed: int = 0
-    attributes: AttributeDefinitions = AttributeDefinitions()  # how bar attributes are read (data.attributes)
-    allow_empty_attribute_classes: bool = False  # data.attributes.allow_empty_classes
+    # DataLoader processes per training process (not `workers`, which tokenize): "auto" = min(4, cores per
+    # process) when training on a GPU, 0 on CPU where they only cost; or an integer >= 0. Memory is pinned
+    # when training on CUDA; workers persist when there are any
+    loader_workers: int | str = "auto"
+    val_segments: int = 512  # validation: a fixed sample of this many val segments, drawn across pieces
+    val_sample_seed: int = 0  # ... with this seed: the same sample for every mode and run seed
+    # data.attributes: how bar attributes are read (model.attributes, control, attribute vectors, prepare_data);
+    # the node's keys are AttributeDefinitions' (rhythm, polyphony) and allow_empty_classes
+    attributes: AttributeDefinitions = AttributeDefinitions()
+    # data.attributes.allow_empty_classes: training with model.attributes stops when a class holds no training
+    # bar; true: train anyway (the model never sees that class: requesting it measures nothing)
+    allow_empty_attribute_classes: bool = False
+    # multi-node DDP: false: global rank 0 builds the cache while the other ranks wait (a filesystem all nodes
+    # share); true: local rank 0 of every node builds it (node-local disks)
+    prepare_data_per_node: bool = False
+
+    @staticmethod
+    def shape_config(values: dict) -> dict:
+        """The defaults as the `data` node has them: `attributes` holds the definitions and allow_empty_classes."""
+        values["attributes"]["allow_empty_classes"] = values.pop("allow_empty_attribute_classes")
+        return values
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> DataConfig:
@@ -71,7 +97,7 @@ class DataConfig:
             values.setdefault("val_fraction", split.get("val", cls.val_fraction))
             values.setdefault("test_fraction", split.get("test", cls.test_fraction))
         attributes = dict(values.pop("attributes", None) or {})
-        values["allow_empty_attribute_classes"] = bool(attributes.pop("allow_empty_classes", False))
+        values["allow_empty_attribute_classes"] = bool(attributes.pop("allow_empty_classes", cls.allow_empty_attribute_classes))
         unknown = set(attributes) - {"rhythm", "polyphony"}
         if unknown:
             raise UserError(f"data.attributes has no key {sorted(unknown)[0]!r}: it takes rhythm, polyphony, allow_empty_classes")
@@ -142,3 +168,6 @@ class DataConfig:
             "test_fraction": self.test_fraction,
             "limit_files": self.limit_files,
         }
+
+
+register_schema("data", DataConfig)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from musicvae.config import register_schema
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.data.parallel import track_progress
 from musicvae.errors import UserError
@@ -65,10 +66,17 @@ class ControlSettings:
     batch_size: int = 16
     seed: int = 0
     protocols: tuple[str, ...] = ("absolute",)
-    shift_range: int = 3
-    shift_draws: int = 4
-    shift_temperature: float = 1.2
-    baselines: bool = True
+    shift_range: int = 3  # shift: δ uniform in [-shift_range, shift_range]
+    shift_draws: int = 4  # shift: δ draws per segment (each a decode of every segment)
+    shift_temperature: float = 1.2  # shift: MuseMorphose's sampling temperature (its nucleus p 0.9 is top_p)
+    baselines: bool = True  # the copy baseline and shuffled requests, per protocol
+
+    @staticmethod
+    def shape_config(values: dict) -> dict:
+        """The defaults as configs/evaluate.yaml has them: the protocols' settings under `control`."""
+        keys = ("shift_range", "shift_draws", "shift_temperature", "baselines")
+        control = {"protocol": values.pop("protocols"), **{k: values.pop(k) for k in keys}}
+        return {**values, "control": control}
 
     def __post_init__(self):
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
@@ -366,3 +374,6 @@ def control_table(result: dict) -> str:
     lines += ["", f"Fidelity to the input over all {f['n_decodes']} requested decodes: chroma similarity "
               f"{_fmt(f['chroma_sim'])}, groove similarity {_fmt(f['groove_sim'])}."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+register_schema("evaluate", ControlSettings)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from musicvae.config import register_schema
 from musicvae.errors import UserError
 from musicvae.generation.audio import AudioConfig
 from musicvae.generation.decode import NonFiniteModel, SamplingConfig, decode_latents
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FidelityConfig:
-    n_reconstructions: int = 16  # test segments reconstructed (0 = skip the whole evaluation)
+    CONFIG_EXCLUDE = ("seed",)  # the run's seed, not a key of eval.fidelity
+
+    n_reconstructions: int = 16  # test segments reconstructed (0, with n_samples 0: skip the whole evaluation)
     n_samples: int = 8  # prior samples
-    n_files: int = 2  # of each kind written to samples/ as MIDI + PNG + audio
+    n_files: int = 2  # of each kind kept in <run dir>/samples/ as MIDI + piano roll + audio
     interpolation_steps: int = 5  # samples/interpolate_*: test segment 0 -> 1, both ends included (0: none)
     temperature: float = 1.0
     top_p: float = 0.9
@@ -140,3 +143,6 @@ def _interpolation(model: MusicVAE, inputs, examples: Examples, cfg: FidelityCon
     z = interpolation_path(examples.mu[:2], cfg.interpolation_steps, inputs[:2], rules)  # (S, c) or (S, K, c)
     bars = None if model.per_bar else examples.bars
     return decode_latents(model, z, sampling, rules, gen, cfg.batch_size, bars=bars)
+
+
+register_schema("fidelity", FidelityConfig)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from musicvae.config import register_schema
 from musicvae.data.config import DATA_SOURCE_KEYS
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
@@ -142,14 +143,27 @@ def quarter_difference(z: torch.Tensor, values: np.ndarray) -> torch.Tensor:
     return z[order[-q:]].mean(0) - z[order[:q]].mean(0)
 
 
+@dataclass(frozen=True)
+class VectorSettings:
+    """Which latents an attribute vector averages (configs/attributes.yaml; `scripts/evaluate.py vectors=true`)."""
+
+    split: str = "train"  # the split of the checkpoint's training data whose latents are averaged
+    max_segments: int | None = 4000  # at most this many segments, spread over the split (None: all)
+    batch_size: int = 32
+
+
 def compute_attribute_vectors(
-    loaded: LoadedCheckpoint, split: str = "train", max_segments: int | None = None, data_override: dict | None = None,
-    batch_size: int = 32,
-) -> AttributeVectors:  # fmt: skip
+    loaded: LoadedCheckpoint, settings: VectorSettings | None = None, data_override: dict | None = None
+) -> AttributeVectors:
     """Attribute vectors of a checkpoint from a split of its training data (see the module docstring)."""
+    settings = settings or VectorSettings()
+    split = settings.split
     dm = training_data(loaded, data_override)
-    z, values = split_latents(loaded, dm, split, max_segments, batch_size)
+    z, values = split_latents(loaded, dm, split, settings.max_segments, settings.batch_size)
     vectors = torch.stack([quarter_difference(z, values[:, a]) for a in range(len(ATTRIBUTES))])
     log.info("attribute vectors from %d %s latents of %s/%s", len(z), loaded.model.cfg.latent, dm.settings.name, split)
     bins = AttributeBins.fit(values, dm.settings.attributes)
     return AttributeVectors(ATTRIBUTES, vectors, bins, loaded.model.cfg.latent, len(z), str(loaded.path))
+
+
+register_schema("attributes", VectorSettings)

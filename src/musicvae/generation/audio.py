@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pretty_midi
 
+from musicvae.config import register_schema
 from musicvae.data.cache import find_midi_files
 from musicvae.errors import UserError
 
@@ -184,3 +185,6 @@ def render_many(paths: Iterable[Path], cfg: AudioConfig, overwrite: bool = False
         except UserError as e:
             summary.failed.append((midi, str(e)))
     return summary
+
+
+register_schema("audio", AudioConfig)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from musicvae.data.config import DataConfig
 from musicvae.data.loading import collate_segments
 from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
@@ -40,7 +41,7 @@ class LoadedCheckpoint:
     @property
     def window_bars(self) -> int:
         """Bars per training segment: the most one decoding pass holds."""
-        return int(self.data.get("bars", 4))
+        return int(self.data.get("bars", DataConfig.bars))
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import torch
 
+from musicvae.config import register_schema
 from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
 from musicvae.generation.attribute_vectors import AttributeVectors, vectors_path
@@ -64,36 +65,44 @@ MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
 class SampleRequest:
     """What `scripts/sample.py` asks for (configs/sample.yaml)."""
 
-    ckpt: str
-    mode: str = "prior"
+    CONFIG_EXCLUDE = ("audio",)  # the audio node is AudioConfig's (schema/audio)
+
+    ckpt: str  # a training run's checkpoint: it carries the model config, tokenizer and data settings
+    mode: str = "prior"  # prior | reconstruct | interpolate | edit | shift | transfer
     out_dir: str = "outputs/samples"
-    n: int = 4  # prior: number of samples
-    input: str | None = None  # reconstruct / interpolate / edit
-    input2: str | None = None  # interpolate
-    source: str | None = None  # edit: the piece whose bar latents replace the input's
-    bars: int | str | None = None  # prior: bars per sample (default: the training segments'); edit: "5-8"
-    grammar: bool = True  # mask what the REMI grammar forbids at every step
-    attribute: str | None = None  # shift: the attribute vector to move z along (scripts/attributes.py)
+    n: int = 4  # prior: how many samples
+    input: str | None = None  # reconstruct / interpolate / edit / shift: a MIDI file
+    input2: str | None = None  # interpolate: the other end
+    source: str | None = None  # edit: the piece whose bar latents replace the input's (model.latent=bar)
+    # prior: bars per sample (default: the training segments'; more with model.latent=bar); edit: which bars
+    # to replace, 1-based, e.g. bars=5-8
+    bars: int | str | None = None
+    grammar: bool = True  # mask the tokens the REMI grammar forbids: every token part of a note or a bar, exact bars
+    # shift: the attribute vector to move z along (scripts/attributes.py first): rhythm | polyphony |
+    # note_density | mean_pitch | pitch_range
+    attribute: str | None = None
     amount: float = 1.0  # shift: z + amount x the vector
     # transfer (and prior), for a model trained with model.attributes: "+2" / "-1" shift the input's class
-    # of that attribute, 5 sets it (classes 0..7); scripts/sample.py keeps the sign as typed (rhythm=+2)
+    # of that attribute, 5 sets it (classes 0..7); scripts/sample.py keeps the sign as typed (rhythm=+2);
+    # prior takes absolute classes only (the others drawn uniformly)
     rhythm: int | str | None = None
     polyphony: int | str | None = None
     note_density: int | str | None = None
     mean_pitch: int | str | None = None
     pitch_range: int | str | None = None
-    steps: int = 5  # interpolate: outputs including both ends
+    steps: int = 5  # interpolate: outputs, both ends included
     sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
-    z_temperature: float = 1.0  # prior: std of z (MusicVAE's temperature on the prior)
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    max_tokens: int = 512
+    z_temperature: float = 1.0  # prior: z ~ N(0, z_temperature² I) (MusicVAE's temperature on the prior)
+    temperature: float = 1.0  # token softmax temperature
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # nucleus sampling; 1.0 = off
+    max_tokens: int = 512  # per sequence (capped by the model's max length)
     seed: int = 0
     batch_size: int = 8
-    device: str = "cpu"
-    piano_roll: bool = True
+    device: str = "cpu"  # cpu | cuda (cuda:N for one GPU)
+    piano_roll: bool = True  # a PNG per result (and a grid for interpolate)
     audio: AudioConfig | dict | bool | None = True  # audio beside every MIDI; false: none (musicvae.generation.audio)
+    # torch.compile the model first: ~40 s once on a CPU, then faster steps (long or many samples)
     compile: bool = False
 
     def __post_init__(self):
@@ -377,3 +386,6 @@ def edit_z(loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[in
             raise UserError(f"bars={first}-{last}: {name} has {n} bars")
     z[first - 1 : last] = z_source[first - 1 : last]
     return z[None]
+
+
+register_schema("sample", SampleRequest)

@@ -87,7 +87,7 @@ def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -
     model.setdefault("token_dropout", 0.0)
     model.setdefault("attribute_dim", 64)
     model.setdefault("attribute_classes", 8)
-    model.setdefault("max_bars", int((data or {}).get("bars", 16)))  # as configs/model says: data.bars
+    model.setdefault("max_bars", int((data or {}).get("bars", VAEConfig.max_bars)))  # as configs/model says: data.bars
     if isinstance(model.get("conditioning"), dict) and model["conditioning"].get("mode") == "cross_attention":
         model["conditioning"].setdefault("bar_view", "own")
 

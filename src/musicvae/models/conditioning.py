@@ -27,6 +27,7 @@ import inspect
 import torch
 from torch import nn
 
+from musicvae.config import register_schema
 from musicvae.errors import UserError
 
 CONDITIONINGS: dict[str, type[Conditioning]] = {}
@@ -36,6 +37,7 @@ def register(name: str):
     def add(cls: type[Conditioning]) -> type[Conditioning]:
         CONDITIONINGS[name] = cls
         cls.mode = name
+        register_schema(f"conditioning/{name}", cls)  # its options' defaults: configs/model/conditioning/<name>.yaml
         return cls
 
     return add
@@ -57,6 +59,7 @@ class Conditioning(nn.Module):
     """Base class: every hook leaves the decoder untouched (z does not enter there)."""
 
     mode = "base"
+    CONFIG_EXCLUDE = ("max_latents",)  # the model sets it (1, or model.max_bars with latent=bar)
     prefix_per_latent = 0  # tokens this mode prepends to the decoder input, per latent
     uses_memory = False  # whether decoder layers get a cross-attention sub-layer
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from musicvae.config import register_schema
 from musicvae.errors import UserError
 from musicvae.models.conditioning import build_conditioning
 from musicvae.models.decoder import Decoder, DecoderCache
@@ -17,6 +18,18 @@ from musicvae.models.encoder import LATENTS, POOLINGS, Encoder, bar_body
 @dataclass
 class VAEConfig:
     """Everything needed to rebuild the model (a checkpoint stores it as a dict)."""
+
+    CONFIG_EXCLUDE = ("conditioning",)  # the model/conditioning group's node (schema/conditioning/<mode>)
+
+    @staticmethod
+    def shape_config(values: dict) -> dict:
+        """The defaults as the `model` node has them: `layers` sets both stacks, encoder_layers / decoder_layers
+        follow it unless set on their own."""
+        if values["encoder_layers"] != values["decoder_layers"]:
+            raise ValueError("model.layers sets both stacks: their defaults must agree")
+        values["layers"] = values["encoder_layers"]
+        values["encoder_layers"] = values["decoder_layers"] = "${.layers}"
+        return values
 
     vocab_size: int
     max_len: int  # longest token sequence, BOS and EOS included
@@ -35,7 +48,7 @@ class VAEConfig:
     # GPT-2's init of the projections that write into the residual stream (attention out, FF out):
     # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
     scaled_residual_init: bool = True
-    pooling: str = "summary"  # summary | mean
+    pooling: str = "summary"  # summary (a learned [CLS]-like token; per bar: its Bar token) | mean (over non-pad tokens)
     latent: str = "segment"  # segment: one z per segment | bar: one z per bar (MuseMorphose)
     # Attribute-conditioned decoding (MuseMorphose): a learned embedding per class of each named attribute,
     # joined to z (per bar with latent=bar) before the conditioning, so sampling can ask for other classes.
@@ -248,3 +261,6 @@ def cat_latents(parts: list[torch.Tensor], per_bar: bool) -> torch.Tensor:
         return torch.cat(parts)
     k = max(p.shape[1] for p in parts)
     return torch.cat([torch.cat([p, p.new_zeros(p.shape[0], k - p.shape[1], *p.shape[2:])], dim=1) for p in parts])
+
+
+register_schema("model", VAEConfig)

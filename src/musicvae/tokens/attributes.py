@@ -64,8 +64,12 @@ class AttributeDefinitions:
     attributes the way it trained.
     """
 
-    rhythm: str = "positions"  # positions | sub_beats
-    polyphony: str = "onsets"  # onsets | sub_beats
+    # share of slots with an onset: positions (the tokenizer's grid) | sub_beats (sixteenths, MuseMorphose);
+    # the same classes on music written in sixteenths
+    rhythm: str = "positions"
+    # onsets: notes sounding, averaged over onset positions (ours) | sub_beats: notes hit or held, averaged
+    # over all the bar's sixteenths, rests included (MuseMorphose)
+    polyphony: str = "onsets"
 
     def __post_init__(self):
         for key, allowed in (("rhythm", RHYTHM_GRIDS), ("polyphony", POLYPHONY_DEFINITIONS)):

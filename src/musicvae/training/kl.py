@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from musicvae.config import register_schema
 from musicvae.errors import UserError
 
 SCHEDULES = ("constant", "linear", "cyclical")
@@ -141,3 +142,6 @@ class KLPerDimLog(Callback):
                 logger.experiment.log(
                     {"val/kl_per_dim": wandb.Histogram(kl_dims.numpy()), "trainer/global_step": trainer.global_step}
                 )
+
+
+register_schema("kl", KLConfig)

@@ -27,6 +27,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 
+from musicvae.config import register_schema
 from musicvae.generation.audio import AudioConfig
 from musicvae.generation.decode import SamplingConfig
 from musicvae.generation.inference import reconstruct_and_sample, token_rules
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 class MediaConfig:
     """The `media` node of configs/train.yaml."""
 
-    every_n_steps: int = 600  # 0: never
-    n_segments: int = 2
-    n_prior: int = 1
+    every_n_steps: int = 600  # at the first validation at or after every N steps (0: never)
+    n_segments: int = 2  # fixed val segments reconstructed (z = mu), beside their inputs once
+    n_prior: int = 1  # prior samples (z ~ N(0, I)), the same z each time
     temperature: float = 1.0
     top_p: float = 0.9
 
@@ -141,3 +142,6 @@ def wandb_payload(written: list[Written]) -> dict:
         payload[f"media/{w.key}_roll"] = wandb.Image(str(w.png), caption=w.midi.name)
     payload["media/tokens"] = wandb.Html(tokens_html(written))
     return payload
+
+
+register_schema("media", MediaConfig)

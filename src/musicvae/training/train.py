@@ -260,7 +260,7 @@ def train(cfg: DictConfig) -> dict:
     # rank 0 only while the other ranks wait, then dm.setup on every rank. The model needs only the
     # tokenizer, which the config defines.
     dm = MidiDataModule(cfg.data, cfg.tokenizer)
-    dm.prepare_data_per_node = bool(cfg.data.get("prepare_data_per_node", False))
+    dm.prepare_data_per_node = dm.settings.prepare_data_per_node
     module = build_module(cfg, dm)
     if resume is not None:
         check_resumable(resume, module.hparams, ckpt_path)

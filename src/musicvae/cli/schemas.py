@@ -1,0 +1,10 @@
+"""Every config node's defaults registered (`schema/<name>` in Hydra's ConfigStore; musicvae.config): import
+this before composing a config with `hydra.compose` outside the commands (a notebook, a test). The commands
+import what they compose already."""
+
+from musicvae.config import SCHEMAS
+from musicvae.evaluation import control, fidelity  # noqa: F401  schema/evaluate, schema/fidelity
+from musicvae.generation import attribute_vectors, audio, modes  # noqa: F401  schema/attributes, /audio, /sample
+from musicvae.training import kl, media  # noqa: F401  schema/kl, schema/media (data, model, conditioning below them)
+
+__all__ = ["SCHEMAS"]
