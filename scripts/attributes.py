@@ -1,4 +1,4 @@
-"""Attribute vectors of a checkpoint.  python scripts/attributes.py ckpt=PATH  -> PATH's <name>.attributes.pt"""
+"""python scripts/attributes.py ckpt=PATH   (= musicvae-attributes; usage and examples: src/musicvae/cli/attributes.py)"""
 
 from musicvae.cli.attributes import main
 

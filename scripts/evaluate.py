@@ -1,5 +1,4 @@
-"""Evaluate a checkpoint's control.  python scripts/evaluate.py ckpt=PATH control=true [control.protocol=shift]
--> evaluation.json, evaluation.md (ρ beside its copy and shuffled-request baselines, per protocol)."""
+"""python scripts/evaluate.py ckpt=PATH control=true [overrides]   (= musicvae-evaluate; usage and examples: src/musicvae/cli/evaluate.py)"""
 
 from musicvae.cli.evaluate import main
 

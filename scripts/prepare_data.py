@@ -1,8 +1,4 @@
-"""Export a corpus if needed, tokenize it into cached bar-aligned segments, print a summary.
-
-python scripts/prepare_data.py data=bach
-python scripts/prepare_data.py data=midi_dir data.path=/some/folder data.bars=8
-"""
+"""python scripts/prepare_data.py data=NAME [overrides]   (= musicvae-prepare-data; usage and examples: src/musicvae/cli/prepare_data.py)"""
 
 from musicvae.cli.prepare_data import main
 

@@ -1,5 +1,4 @@
-"""Write MIDI from a trained checkpoint.
-python scripts/sample.py ckpt=PATH mode=prior|reconstruct|interpolate|edit|shift|transfer [overrides]"""
+"""python scripts/sample.py ckpt=PATH mode=... [overrides]   (= musicvae-sample; usage and examples: src/musicvae/cli/sample.py)"""
 
 from musicvae.cli.sample import main
 
