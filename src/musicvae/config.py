@@ -1,5 +1,6 @@
-"""Config helpers below every package: a config node as a plain dict, and the command line's
-`group=option` overrides checked before Hydra sees them.
+"""Config helpers below every package: a config node as a plain dict, the command line's `group=option`
+overrides checked before Hydra sees them, and the registry that makes each dataclass the one home of its
+node's defaults (`register_schema`, at the end).
 
 Hydra answers an unknown option (`data=nosuch`) with a multi-line report; the CLIs call
 `check_group_choices` first so the user gets one line naming the valid options instead.

@@ -9,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from musicvae.cli import CONFIG_DIR
+from musicvae.cli.common import check_command_line
 from musicvae.errors import exit_on_user_error
 from musicvae.generation.modes import SampleRequest, sample
 from musicvae.tokens.attributes import ATTRIBUTES
@@ -37,6 +38,7 @@ def run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    check_command_line()
     run()
 
 
