@@ -28,6 +28,7 @@ CONTROL = {
     "bar4_in": ("bar4_none",),
     "td3_none": ("base_none",),
     "rec_in_lr2": ("rec_none_lr2",),
+    "b16_bar_in": ("b16_none",),
 }
 KEYS = ("val/distortion", "val/kl", "val/zgap", "val/au", "val/recon_acc")
 
