@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from musicvae.generation.attribute_vectors import (
 )
 from musicvae.generation.inference import load_checkpoint
 
-log = logging.getLogger(__name__)
 
 @exit_on_user_error
 def evaluate(cfg: DictConfig) -> None:
