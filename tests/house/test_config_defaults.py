@@ -72,21 +72,25 @@ def schema_nodes(path: Path, doc: dict) -> Iterator[tuple[str, dict, str]]:
             yield "model.conditioning", conditioning, f"conditioning/{conditioning['mode']}"
 
 
-PACKAGES = {"data": "data", "kl": "kl", "model": "model", "model/conditioning": "model.conditioning"}
 UNSET = object()
 
 
-def referenced(path: Path, entry) -> tuple[Path, str] | None:
-    """The file a defaults-list entry of `path` pulls in, and the package its keys land in ('' = global)."""
+def package_of(path: Path) -> str:
+    """Where a config file's keys land, as Hydra places them: its group's path ('' for `@package _global_`
+    files and the commands' own)."""
+    if "@package _global_" in path.read_text() or path.parent == CONFIGS:
+        return ""
+    return path.parent.relative_to(CONFIGS).as_posix().replace("/", ".")
+
+
+def referenced(path: Path, entry) -> Path | None:
+    """The file a defaults-list entry of `path` pulls in (schema nodes and `_self_`: None)."""
     if isinstance(entry, dict):
         ((key, option),) = entry.items()
-        group = key.removeprefix("override ").strip("/")
-        return (CONFIGS / group / f"{option}.yaml", PACKAGES.get(group, group)) if option else None
+        return CONFIGS / key.removeprefix("override ").strip("/") / f"{option}.yaml" if option else None
     if entry == "_self_" or str(entry).startswith("/schema/"):
         return None
-    here = path.parent
-    package = PACKAGES.get(here.relative_to(CONFIGS).as_posix(), "") if here != CONFIGS else ""
-    return (here / f"{entry}.yaml", package) if (here / f"{entry}.yaml").is_file() else None
+    return path.parent / f"{entry}.yaml" if (path.parent / f"{entry}.yaml").is_file() else None
 
 
 def value_in(path: Path, package: str, name: str):
@@ -104,8 +108,8 @@ def chain_value(path: Path, name: str):
     value = UNSET
     for entry in load(path).get("defaults", []):
         ref = referenced(path, entry)
-        if ref and ref[0].is_file():
-            found = value_in(ref[0], ref[1], name)
+        if ref and ref.is_file():
+            found = value_in(ref, package_of(ref), name)
             value = found if found is not UNSET else value
     return value
 

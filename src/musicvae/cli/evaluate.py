@@ -43,13 +43,7 @@ def evaluate(cfg: DictConfig) -> None:
             f"{cfg.ckpt} has no attributes and no attribute vectors: run scripts/attributes.py ckpt={cfg.ckpt} "
             "first (or vectors=true)"
         )
-    settings = ControlSettings(
-        split=cfg.split, n_segments=int(cfg.n_segments), classes=tuple(int(c) for c in cfg.classes),
-        amounts=tuple(float(a) for a in cfg.amounts), vector_attributes=tuple(cfg.vector_attributes),
-        temperature=float(cfg.temperature), top_p=float(cfg.top_p), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
-        protocols=protocols(control.protocol), shift_range=int(control.shift_range), shift_draws=int(control.shift_draws),
-        shift_temperature=float(control.shift_temperature), baselines=bool(control.baselines),
-    )  # fmt: skip
+    settings = ControlSettings.from_cfg(cfg)
     result = evaluate_control(loaded, training_data(loaded, override), settings, vectors)
     out = Path(cfg.out_dir) if cfg.out_dir else loaded.path.parent / "control"
     out.mkdir(parents=True, exist_ok=True)
@@ -57,11 +51,6 @@ def evaluate(cfg: DictConfig) -> None:
     (out / "evaluation.md").write_text(f"# Control of {loaded.path}\n\n" + control_table(result))
     print(control_table(result))
     print(f"wrote {out / 'evaluation.json'} and evaluation.md")
-
-
-def protocols(value) -> tuple[str, ...]:
-    """control.protocol=shift or control.protocol=[absolute,shift] -> a tuple of names."""
-    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def control_switch(arg: str) -> str:

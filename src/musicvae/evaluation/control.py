@@ -78,6 +78,20 @@ class ControlSettings:
         control = {"protocol": values.pop("protocols"), **{k: values.pop(k) for k in keys}}
         return {**values, "control": control}
 
+    @classmethod
+    def from_cfg(cls, cfg) -> ControlSettings:
+        """From configs/evaluate.yaml's node, shaped as `shape_config` says (control.protocol: one name or a list)."""
+        control = cfg.control
+        protocol = control.protocol
+        return cls(
+            split=cfg.split, n_segments=int(cfg.n_segments), classes=tuple(int(c) for c in cfg.classes),
+            amounts=tuple(float(a) for a in cfg.amounts), vector_attributes=tuple(cfg.vector_attributes),
+            temperature=float(cfg.temperature), top_p=float(cfg.top_p), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
+            protocols=(str(protocol),) if isinstance(protocol, str) else tuple(str(p) for p in protocol),
+            shift_range=int(control.shift_range), shift_draws=int(control.shift_draws),
+            shift_temperature=float(control.shift_temperature), baselines=bool(control.baselines),
+        )  # fmt: skip
+
     def __post_init__(self):
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown or not self.protocols:

@@ -157,11 +157,10 @@ def compute_attribute_vectors(
 ) -> AttributeVectors:
     """Attribute vectors of a checkpoint from a split of its training data (see the module docstring)."""
     settings = settings or VectorSettings()
-    split = settings.split
     dm = training_data(loaded, data_override)
-    z, values = split_latents(loaded, dm, split, settings.max_segments, settings.batch_size)
+    z, values = split_latents(loaded, dm, settings.split, settings.max_segments, settings.batch_size)
     vectors = torch.stack([quarter_difference(z, values[:, a]) for a in range(len(ATTRIBUTES))])
-    log.info("attribute vectors from %d %s latents of %s/%s", len(z), loaded.model.cfg.latent, dm.settings.name, split)
+    log.info("attribute vectors from %d %s latents of %s/%s", len(z), loaded.model.cfg.latent, dm.settings.name, settings.split)
     bins = AttributeBins.fit(values, dm.settings.attributes)
     return AttributeVectors(ATTRIBUTES, vectors, bins, loaded.model.cfg.latent, len(z), str(loaded.path))
 

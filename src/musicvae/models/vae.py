@@ -21,16 +21,6 @@ class VAEConfig:
 
     CONFIG_EXCLUDE = ("conditioning",)  # the model/conditioning group's node (schema/conditioning/<mode>)
 
-    @staticmethod
-    def shape_config(values: dict) -> dict:
-        """The defaults as the `model` node has them: `layers` sets both stacks, encoder_layers / decoder_layers
-        follow it unless set on their own."""
-        if values["encoder_layers"] != values["decoder_layers"]:
-            raise ValueError("model.layers sets both stacks: their defaults must agree")
-        values["layers"] = values["encoder_layers"]
-        values["encoder_layers"] = values["decoder_layers"] = "${.layers}"
-        return values
-
     vocab_size: int
     max_len: int  # longest token sequence, BOS and EOS included
     d_model: int = 256
@@ -57,6 +47,16 @@ class VAEConfig:
     attribute_classes: int = 8
     max_bars: int = 16  # latent=bar: most bars per sequence a prefix conditioning takes (sizes its positions)
     conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
+
+    @staticmethod
+    def shape_config(values: dict) -> dict:
+        """The defaults as the `model` node has them: `layers` sets both stacks, encoder_layers / decoder_layers
+        follow it unless set on their own."""
+        if values["encoder_layers"] != values["decoder_layers"]:
+            raise ValueError("model.layers sets both stacks: their defaults must agree")
+        values["layers"] = values["encoder_layers"]
+        values["encoder_layers"] = values["decoder_layers"] = "${.layers}"
+        return values
 
     def __post_init__(self):
         for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):

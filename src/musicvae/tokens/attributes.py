@@ -57,7 +57,7 @@ POLYPHONY_DEFINITIONS = ("onsets", "sub_beats")
 
 @dataclass(frozen=True)
 class AttributeDefinitions:
-    """How rhythm and polyphony are read from a bar (`data.attributes`; see `musicvae.data.attributes`).
+    """How rhythm and polyphony are read from a bar (`data.attributes`; see the module docstring).
 
     The defaults are ours; `AttributeDefinitions.musemorphose()` reads both as MuseMorphose does. Class
     edges (`AttributeBins`) carry the definitions they were fitted with, so a checkpoint reads its
