@@ -14,14 +14,8 @@ from conftest import chorale_midi
 from musicvae.data.config import DataConfig
 from musicvae.errors import UserError
 from musicvae.tokens import build_tokenizer
-from musicvae.tokens.attributes import (
-    ATTRIBUTES,
-    N_CLASSES,
-    NAN_CLASS,
-    AttributeBins,
-    AttributeDefinitions,
-    AttributeReader,
-)
+from musicvae.tokens.attribute_classes import N_CLASSES, NAN_CLASS, AttributeBins
+from musicvae.tokens.attributes import ATTRIBUTES, AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import encode_score, load_score, prepare_score, token_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,8 @@ from musicvae.data.cache import PreparedCache, prepare_cache
 from musicvae.data.cache_store import load_split
 from musicvae.data.config import DataConfig
 from musicvae.data.segments import SPLITS, check_compatible
-from musicvae.tokens.attributes import AttributeBins, AttributeDefinitions, AttributeReader, latent_values
+from musicvae.tokens.attribute_classes import AttributeBins, latent_values
+from musicvae.tokens.attributes import AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import build_tokenizer
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,8 @@ from musicvae.generation.inference import (
 )
 from musicvae.generation.render import tokens_to_pretty_midi
 from musicvae.metrics.music import chroma_similarity, groove_similarity
-from musicvae.tokens.attributes import ATTRIBUTES, N_CLASSES, latent_classes
+from musicvae.tokens.attribute_classes import N_CLASSES, latent_classes
+from musicvae.tokens.attributes import ATTRIBUTES
 
 PROTOCOLS = ("absolute", "shift")
 

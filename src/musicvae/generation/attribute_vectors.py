@@ -26,7 +26,8 @@ from musicvae.data.config import DATA_SOURCE_KEYS
 from musicvae.data.datamodule import MidiDataModule
 from musicvae.errors import UserError
 from musicvae.generation.inference import LoadedCheckpoint, encode_segments, token_rules
-from musicvae.tokens.attributes import ATTRIBUTES, AttributeBins, AttributeReader, latent_values
+from musicvae.tokens.attribute_classes import AttributeBins, latent_values
+from musicvae.tokens.attributes import ATTRIBUTES, AttributeReader
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from musicvae.generation.decode import SamplingConfig, TokenRules, decode_latent
 from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, model_from_checkpoint, read_checkpoint
 from musicvae.models.vae import MusicVAE, cat_latents
 from musicvae.tokens import EOS_ID
-from musicvae.tokens.attributes import ATTRIBUTES, N_CLASSES, AttributeBins, AttributeReader, latent_classes
+from musicvae.tokens.attribute_classes import N_CLASSES, AttributeBins, latent_classes
+from musicvae.tokens.attributes import ATTRIBUTES, AttributeReader
 from musicvae.tokens.tokenize import bar_ids, tokenizer_from_dict
 
 

@@ -54,7 +54,8 @@ from musicvae.generation.inference import (
 )
 from musicvae.generation.render import grid_png, tokens_to_pretty_midi, write_sample
 from musicvae.models.vae import MusicVAE
-from musicvae.tokens.attributes import ATTRIBUTES, N_CLASSES
+from musicvae.tokens.attribute_classes import N_CLASSES
+from musicvae.tokens.attributes import ATTRIBUTES
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")

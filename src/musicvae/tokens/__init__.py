@@ -1,13 +1,14 @@
 """MIDI ↔ token ids, and what the ids mean: the tokenizer (miditok REMI, specials PAD/BOS/EOS at ids 0–2),
-bar timing, the REMI grammar mask that decoding applies, and the per-bar attributes (rhythm, polyphony, …)
-read from token ids. Below `data`, `models` and `generation`; imports nothing of them.
+bar timing, the REMI grammar mask that decoding applies, the per-bar attributes (rhythm, polyphony, …)
+read from token ids and their quantile classes. Below `data`, `models` and `generation`; imports nothing of them.
 
     tokenizer = build_tokenizer(cfg.tokenizer)            # or tokenizer_from_dict(checkpoint's dict)
     score, dropped = tokens_to_midi(tokenizer, ids)
     reader = AttributeReader(tokenizer, AttributeDefinitions())   # per-bar attribute values
 """
 
-from musicvae.tokens.attributes import ATTRIBUTES, AttributeBins, AttributeDefinitions, AttributeReader
+from musicvae.tokens.attribute_classes import AttributeBins
+from musicvae.tokens.attributes import ATTRIBUTES, AttributeDefinitions, AttributeReader
 from musicvae.tokens.grammar import RemiGrammar
 from musicvae.tokens.tokenize import (
     BOS_ID,

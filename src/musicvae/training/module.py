@@ -34,7 +34,8 @@ from musicvae.generation.inference import segment_classes
 from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
 from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
-from musicvae.tokens.attributes import AttributeBins, AttributeDefinitions, AttributeReader, latent_values
+from musicvae.tokens.attribute_classes import AttributeBins, latent_values
+from musicvae.tokens.attributes import AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import tokenizer_from_dict
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 
