@@ -70,18 +70,25 @@ demo: install
 	@echo "report: $(DEMO_DIR)/report/index.html (and summary.md)  samples: $(DEMO_DIR)/samples/"
 
 # The rate-distortion study of docs/results/rate_distortion_demo/: in_attention, cross_attention and
-# none x beta 0.05/0.2/1.0 x seeds 0/1/2 at the demo_size recipe, one process per seed (one thread each:
-# on 2 cores three single-threaded processes beat one two-threaded one), then the report. About 85 min on
-# 2 cores; started again into the same STUDY_DIR it trains only the runs not finished (skip_finished).
+# none x beta 0.05/0.2/1.0 x seeds 0/1/2 at the demo_size recipe (anytime evaluation), 4,800 steps, plus the
+# learning-rate grid 1e-3/2e-3 at beta 0.05; two single-thread processes side by side (one per core), first the
+# lr grid (one process per rate), then beta 0.2 and 1.0 (one process per beta), then the report. 36 runs, about
+# 4 h on 2 cores; started again into the same STUDY_DIR it trains only the runs not finished (skip_finished), so
+# it can run in sittings: STUDY_SLICES=grid runs the beta 0.05 grid alone.
 STUDY_DIR ?= outputs/rate_distortion_demo
+STUDY_SLICES ?= grid betas
+STUDY_RUN = OMP_NUM_THREADS=1 $(PY) scripts/train.py -m experiment=rate_distortion_demo hydra.sweep.dir=$(STUDY_DIR) \
+	'~hydra.callbacks.report' trainer.enable_progress_bar=false
 study: install
 	$(PY) scripts/prepare_data.py data=bach_2bar
 	mkdir -p $(STUDY_DIR)
-	pids=""; for s in 0 1 2; do \
-		OMP_NUM_THREADS=1 $(PY) scripts/train.py -m experiment=rate_distortion_demo seed=$$s \
-			hydra.sweep.dir=$(STUDY_DIR) '~hydra.callbacks.report' trainer.enable_progress_bar=false \
-			> $(STUDY_DIR)/seed$$s.log 2>&1 & pids="$$pids $$!"; \
-	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
+	st=0; for slice in $(STUDY_SLICES); do \
+		if [ $$slice = grid ]; then a="kl.beta=0.05 optim.lr=1e-3"; b="kl.beta=0.05 optim.lr=2e-3"; \
+		else a="kl.beta=0.2 optim.lr=1e-3"; b="kl.beta=1.0 optim.lr=1e-3"; fi; \
+		$(STUDY_RUN) $$a > $(STUDY_DIR)/$$slice-a.log 2>&1 & pa=$$!; \
+		$(STUDY_RUN) $$b > $(STUDY_DIR)/$$slice-b.log 2>&1 & pb=$$!; \
+		wait $$pa || st=1; wait $$pb || st=1; \
+	done; exit $$st
 	$(PY) scripts/compare.py $(STUDY_DIR)
 
 lint: install

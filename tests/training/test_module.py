@@ -7,7 +7,8 @@ import pytorch_lightning as pl
 import torch
 
 from musicvae.training.kl import kl_per_dim
-from musicvae.training.module import VAEModule, lr_factor
+from musicvae.training.module import VAEModule
+from musicvae.training.optim import lr_factor
 
 
 def tiny_module(mode="in_attention", **kl):

@@ -9,7 +9,8 @@ import torch
 
 from musicvae.errors import UserError
 from musicvae.models.checkpoint import check_resumable, model_from_checkpoint, read_checkpoint
-from musicvae.training.module import VAEModule, use_fused_adamw
+from musicvae.training.module import VAEModule
+from musicvae.training.optim import use_fused_adamw
 from musicvae.training.train import train
 
 MODEL = dict(vocab_size=40, max_len=16, d_model=32, heads=2, encoder_layers=1, decoder_layers=1, latent_dim=4)

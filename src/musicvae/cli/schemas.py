@@ -5,6 +5,6 @@ import what they compose already."""
 from musicvae.config import SCHEMAS
 from musicvae.evaluation import control, fidelity  # noqa: F401  schema/evaluate, schema/fidelity
 from musicvae.generation import attribute_vectors, audio, modes  # noqa: F401  schema/attributes, /audio, /sample
-from musicvae.training import kl, media  # noqa: F401  schema/kl, schema/media (data, model, conditioning below them)
+from musicvae.training import kl, media, optim  # noqa: F401  schema/kl, schema/media, schema/optim (data, model, conditioning below them)
 
 __all__ = ["SCHEMAS"]

@@ -21,7 +21,6 @@ latents, z-gap with every bar's latent swapped for the same bar's latent of a se
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pytorch_lightning as pl
@@ -38,6 +37,7 @@ from musicvae.tokens.attribute_classes import AttributeBins, latent_values
 from musicvae.tokens.attributes import AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import tokenizer_from_dict
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
+from musicvae.training.optim import OptimConfig, build_optimizer, use_fused_adamw
 
 log = logging.getLogger(__name__)
 
@@ -258,20 +258,10 @@ class VAEModule(pl.LightningModule):
             torch.set_float32_matmul_precision("high")
 
     def configure_optimizers(self):
-        cfg = self.hparams.optim
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        self._fused = use_fused_adamw(cfg.get("fused", "auto"), self.device, self.trainer.precision)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg["lr"],
-            betas=tuple(cfg["betas"]),
-            fused=self._fused or None,  # None: PyTorch's default (foreach on GPU)
-        )
+        cfg = OptimConfig(**self.hparams.optim)  # a checkpoint from before optim.schedule reads as cosine
+        self._fused = use_fused_adamw(cfg.fused, self.device, self.trainer.precision)
         total = int(self.trainer.estimated_stepping_batches)  # max_steps, or max_epochs x batches per epoch
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, cfg["warmup_steps"], total, cfg["min_lr_ratio"])
-        )
+        opt, schedule = build_optimizer(self, cfg, self._fused, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
@@ -337,21 +327,3 @@ def check_attribute_classes(counts: dict[str, list[int]], names, allow_empty: bo
 def existing(latents: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Latents (N, c) or (N, K, c) -> (rows, c): the ones `present` (N, 1) or (N, K) marks as existing."""
     return latents.reshape(-1, latents.shape[-1])[present.reshape(-1)]
-
-
-def use_fused_adamw(setting, device: torch.device, precision: str) -> bool:
-    """optim.fused: `auto` = fused AdamW on CUDA except under fp16 mixed precision, where its in-step
-    unscaling rules out gradient clipping; true/false force it (true where fp16 clipping is off)."""
-    if setting == "auto":
-        return device.type == "cuda" and precision != "16-mixed"
-    if isinstance(setting, bool):
-        return setting
-    raise UserError(f"optim.fused={setting!r} must be auto, true or false")
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps (flat after)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
