@@ -60,6 +60,11 @@ def test_log_report_to_wandb_writes_an_offline_run_with_one_table_row_per_group(
     assert len(list(report.glob("wandb/offline-run-*/files/media/table/report/summary_*.table.json"))) == 1
     saved = json.loads(saved.read_text())  # the table as written, read back
     assert saved["columns"] == columns and len(saved["data"]) == 2
+    calls = wait_for(lambda: next(report.glob("wandb/offline-run-*/files/media/table/report/verdicts_*.table.json"), None))
+    calls = json.loads(calls.read_text())  # the calls as summary.md's table and verdicts.csv hold them
+    verdict_columns, verdict_rows = read_csv(report / "verdicts.csv")
+    assert calls["columns"] == verdict_columns and len(calls["data"]) == len(verdict_rows) > 0
+    assert "stable" in calls["columns"] and "budget" in calls["columns"]
 
 
 def test_the_callback_logs_to_wandb_only_with_logger_wandb(tmp_path, offline_wandb):

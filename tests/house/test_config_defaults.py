@@ -30,7 +30,7 @@ READ_ELSEWHERE = {
     "attributes": {"ckpt", "device", "data_path"},  # the command's own keys (musicvae.cli.attributes)
 }
 GLOBAL_NODES = {("data",): "data", ("model",): "model", ("kl",): "kl", ("eval", "fidelity"): "fidelity",
-                ("media",): "media", ("audio",): "audio"}  # fmt: skip
+                ("media",): "media", ("audio",): "audio", ("optim",): "optim"}  # fmt: skip
 
 
 def shown(path: Path) -> str:

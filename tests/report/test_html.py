@@ -56,10 +56,10 @@ def test_index_html_plays_every_sample_of_every_group(sweep):
         assert (report / ref).is_file(), f"{ref} is linked but missing"
     assert all(ref.endswith(".ogg") for ref in media.audio)
     assert {"kl_curves.png", "rate_distortion.png"} <= set(media.images)  # the figures of summary.md
-    assert "Verdict" in media.headings and "Listen" in media.headings
+    assert "At a glance" in media.headings and "Verdict" in media.headings and "Listen" in media.headings
     assert media.headings.count("Interpolation: input 0 → input 1 (z slerped between their posterior means)") == 1
     assert "Samples" not in media.headings  # the page plays them instead of listing them
-    assert "<table>" in page and "converged" in page  # the summary tables, rendered
+    assert "<table>" in page and "plateaued" in page  # the summary tables, rendered
     md = (report / "summary.md").read_text()
     assert "[ogg](samples/in_attention/prior_000.ogg)" in md  # summary.md lists the audio too
 

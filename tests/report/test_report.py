@@ -14,7 +14,7 @@ from matplotlib import colormaps
 from matplotlib.image import imread
 
 from musicvae.errors import UserError
-from musicvae.report import find_runs, read_metrics, read_verdict, write_report
+from musicvae.report import find_runs, read_csv, read_metrics, read_verdict, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 T_975_2 = 4.302653  # Student-t 97.5% quantile, 2 degrees of freedom
@@ -157,7 +157,10 @@ def test_missing_config_and_broken_fidelity(sweep, caplog):
 
 def test_no_validation_logged_gives_no_verdict(sweep):
     sweep.run("in_attention", 0, {})
-    assert read_verdict(write_report(sweep.path)).startswith("- No validation was logged in any run")
+    report = write_report(sweep.path)
+    assert "- No validation was logged in any run: no verdict." in read_verdict(report)
+    assert "No call to make" in read_verdict(report)
+    assert read_csv(report / "verdicts.csv")[1] == []  # the header alone
 
 
 def test_empty_or_missing_sweep_is_a_user_error(tmp_path):

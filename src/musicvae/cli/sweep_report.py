@@ -28,6 +28,11 @@ def _value(cell: str) -> object:
         return cell
 
 
+def _table(wandb, columns: Sequence[str], rows: Sequence[Mapping[str, str]]):
+    """CSV rows as a wandb.Table, numbers as numbers."""
+    return wandb.Table(columns=list(columns), data=[[_value(row.get(c, "")) for c in columns] for row in rows])
+
+
 def log_report_to_wandb(
     report_dir: Path,
     rows: Sequence[Mapping[str, str]],
@@ -37,7 +42,8 @@ def log_report_to_wandb(
     columns: Sequence[str] | None = None,
 ):
     """One extra wandb run (job_type "report", saved under report_dir) in the sweep's group: the summary
-    rows as a wandb.Table (summary.csv's columns), the verdict, the figures, index.html as wandb.Html and
+    rows as a wandb.Table (summary.csv's columns), the calls as another (verdicts.csv: one row per call and
+    budget, the table summary.md opens with), the verdict text, the figures, index.html as wandb.Html and
     every sample's audio and piano roll (samples/<group>/<sample>). Returns the summary Table.
 
     wandb_cfg is the sweep's `logger.wandb` (project, mode: offline by default, so no network is needed).
@@ -45,7 +51,9 @@ def log_report_to_wandb(
     import wandb  # only with logger=wandb: keep the report usable without initialising wandb
 
     columns = list(columns or (rows[0] if rows else []))
-    table = wandb.Table(columns=columns, data=[[_value(row.get(c, "")) for c in columns] for row in rows])
+    table = _table(wandb, columns, rows)
+    calls = report_dir / "verdicts.csv"
+    verdicts = _table(wandb, *read_csv(calls)) if calls.is_file() else None
     run = wandb.init(
         project=wandb_cfg.get("project") or "musicvae",
         mode=wandb_cfg.get("mode") or "offline",
@@ -57,7 +65,7 @@ def log_report_to_wandb(
         reinit=True,
     )
     try:
-        run.log({"report/summary": table})
+        run.log({"report/summary": table} | ({"report/verdicts": verdicts} if verdicts is not None else {}))
         run.summary["report/verdict"] = verdict
         images = {
             f"report/{p.stem}": wandb.Image(str(p)) for p in map(report_dir.joinpath, FIGURES) if p.is_file()

@@ -6,9 +6,13 @@ reads every run folder `SWEEP_DIR/<run>/` (its `metrics.csv` from Lightning's CS
 and optionally `fidelity.json` and `samples/`), groups the runs by every setting that differs except the
 seed, and writes `SWEEP_DIR/report/`:
 
-    summary.md          the verdict, the tables (mean [95% interval] over seeds), the figures, the samples
+    summary.md          the calls at a glance, the verdict, the tables (mean [95% interval] over seeds), the
+                        figures, the samples
     index.html          the same as a page (opens from disk), with a player and piano roll for every sample
-    summary.csv         one row per group: its settings, n, converged_n, and mean/std/n/lo/hi of each metric
+    verdicts.csv        one record per call and budget (report.verdict.Verdict): question, context, groups,
+                        pairing, metric, budget (steps trained), difference, lo, hi, n, call, stable
+    forecast.csv        per group, the power-law forecast of val/distortion and its backtest (report.forecast)
+    summary.csv         one row per group: its settings, n, plateaued_n, and mean/std/n/lo/hi of each metric
     comparisons.csv     paired differences (seed by seed) against the in_attention and none counterparts
                         (`baseline`: which; `difference`: `<mode> - <baseline>`, the sign of every diff)
     rate_distortion.png final rate against final distortion, one line per mode through its β values
@@ -17,8 +21,9 @@ seed, and writes `SWEEP_DIR/report/`:
     samples/<group>/    the prior samples, test inputs, reconstructions and interpolation of the group's first
                         seed's run: MIDI, piano roll, audio
 
-Modules: runs (reading), groups (grouping), stats (intervals), checks (convergence of a run, the MI
-estimator's ceiling), summary (the rows), verdict, plots, markdown (the files).
+Modules: runs (reading), groups (grouping), stats (intervals), checks (a run's plateau, the MI estimator's
+ceiling), summary (the rows), budgets (reading runs at S/4, S/2, S; each decoder's best learning rate),
+verdict (the calls as records), forecast (the power-law forecast and its backtest), plots, markdown (the files).
 """
 
 from __future__ import annotations
@@ -27,20 +32,29 @@ import logging
 from pathlib import Path
 
 from musicvae.generation.audio import AudioConfig
+from musicvae.report.budgets import chosen, tuned
 from musicvae.report.checks import CONVERGENCE_TOL, convergence, mi_ceiling
+from musicvae.report.forecast import backtest, forecast_lines, forecast_rows
 from musicvae.report.groups import Group, counterparts, group_runs
 from musicvae.report.html import write_html
-from musicvae.report.markdown import copy_samples, read_csv, samples_markdown, summary_markdown, write_csv
+from musicvae.report.markdown import (
+    copy_samples,
+    read_csv,
+    samples_markdown,
+    summary_markdown,
+    verdict_lines,
+    write_csv,
+)  # fmt: skip
 from musicvae.report.plots import plot_beta, plot_kl, plot_rate_distortion, plot_val_metric
-from musicvae.report.runs import REPORT_DIRNAME, Run, find_runs, read_metrics
+from musicvae.report.runs import REPORT_DIRNAME, Run, find_runs, read_metrics, select
 from musicvae.report.stats import final_and_best, paired_difference, t_interval
 from musicvae.report.summary import METRICS, beta_series, comparisons, curves, summarize
-from musicvae.report.verdict import KL_COLLAPSE_NATS, ZGAP_COLLAPSE_NATS, read_verdict, verdict_text
+from musicvae.report.verdict import KL_COLLAPSE_NATS, ZGAP_COLLAPSE_NATS, Verdict, chosen_rates, verdicts
 
 __all__ = [
-    "CONVERGENCE_TOL", "KL_COLLAPSE_NATS", "METRICS", "ZGAP_COLLAPSE_NATS", "Group", "Run", "comparisons",
+    "CONVERGENCE_TOL", "KL_COLLAPSE_NATS", "METRICS", "ZGAP_COLLAPSE_NATS", "Group", "Run", "Verdict", "comparisons",
     "convergence", "counterparts", "final_and_best", "find_runs", "group_runs", "mi_ceiling", "paired_difference",
-    "read_csv", "read_metrics", "read_verdict", "summarize", "t_interval", "verdict_text", "write_report",
+    "read_csv", "read_metrics", "read_verdict", "read_verdicts", "summarize", "t_interval", "verdicts", "write_report",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -75,9 +89,33 @@ def write_report(sweep_dir: Path, audio: bool = True) -> Path:
 
     write_csv(rows, report_dir / "summary.csv")
     write_csv(comps, report_dir / "comparisons.csv", empty_header=("group", "reference"))
+    records = verdicts(groups)
+    write_csv([v.row() for v in records], report_dir / "verdicts.csv", empty_header=Verdict.__dataclass_fields__)
+    backtests = [_backtest(g) for g in groups]
+    write_csv(forecast_rows(backtests), report_dir / "forecast.csv")
     copied = copy_samples(groups, report_dir, AudioConfig() if audio else None)
-    verdict = verdict_text(rows, comps)
-    body = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, verdict)
+    prose = verdict_lines(rows, chosen_rates(groups), forecast_lines([b for b in backtests if b.n]))
+    shown = [g.label for g in chosen(groups)] if tuned(groups) else None
+    body = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, records, prose, shown)
     (report_dir / "summary.md").write_text(body + "\n" + samples_markdown(copied))
     write_html(report_dir, body, copied, title=f"musicvae report: {Path(sweep_dir).resolve().name}")
     return report_dir
+
+
+def _backtest(group: Group):
+    """The forecast's backtest of a group's val/distortion curves, leaving out the β = 0 stretch (another
+    objective) and the validations the weights' average still mixes it into (up to twice its length)."""
+    zero_steps = select(group.config, "kl.zero_steps", 0) or 0
+    curves = [r.series.get("val/distortion", {}) for r in group.runs]
+    return backtest(group.label, curves, start=2 * int(zero_steps))
+
+
+def read_verdict(report_dir: Path) -> str:
+    """The calls at a glance and the verdict of a written summary.md (what compare.py prints)."""
+    text = (Path(report_dir) / "summary.md").read_text()
+    return text.split("## At a glance\n\n", 1)[-1].split("\n\n### Every other call", 1)[0].strip()
+
+
+def read_verdicts(report_dir: Path) -> list[dict[str, str]]:
+    """verdicts.csv of a written report, as text rows."""
+    return read_csv(Path(report_dir) / "verdicts.csv")[1]

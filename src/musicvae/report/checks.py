@@ -1,8 +1,8 @@
-"""Whether a number of the report can be compared at all: has the run converged, and is its MI below the
-ceiling of the MI estimator?
+"""Readings that qualify a number of the report: has a run's curve reached a plateau, and is its MI below
+the ceiling of the MI estimator?
 
-    convergence(series)              -> Convergence (converged or not, and by how much it still fell)
-    convergence_note(results)        -> '' when every run converged, else why the group is not ranked
+    convergence(series)              -> Convergence (plateaued or not, and by how much it still fell)
+    convergence_note(results)        -> '' when every run has plateaued, else which still improve and by how much
     mi_ceiling(config)               -> the largest val/mi the estimator can report for that run, nats
 """
 
@@ -20,12 +20,12 @@ CONVERGENCE_TOL = 0.01  # converged: fell by at most this fraction of its value 
 LAST_QUARTER = 0.75  # the window: validations after at least this fraction of the steps trained at the last one
 TOO_FEW = "too few validations"
 CONVERGENCE_RULE = (
-    f"Convergence rule, per run, on its own {CONVERGENCE_KEY} curve: take the validations of the last quarter "
-    f"of the run (after at least {LAST_QUARTER:g} × the steps trained at the last validation; fewer than 2 of them: *{TOO_FEW}*, "
-    f"not converged); the run has **converged** when the value at the first of them minus the minimum over "
-    f"them is at most {CONVERGENCE_TOL:.0%} of the first value (a curve that rises again, overfitting, has "
-    "converged: it no longer improves). A group's distortion and rate (KL) are ranked, and whether z pays "
-    "for itself is judged, only when every run of the groups compared has converged."
+    f"Plateau (information per run; no call waits for it): on the run's own {CONVERGENCE_KEY} curve, the "
+    f"validations of its last quarter (after at least {LAST_QUARTER:g} × the steps trained at the last one; fewer "
+    f"than 2: *{TOO_FEW}*); the run has **plateaued** when the value at the first of them minus the minimum over "
+    f"them is at most {CONVERGENCE_TOL:.0%} of the first value. On an anytime curve (constant learning rate, "
+    "weights averaged) this means the run no longer improves; under a cosine schedule the last quarter is where "
+    "the rate anneals, which lowers the loss whatever the model's limit, so a cosine run rarely plateaus."
 )
 MI_CEILING_MARGIN = 0.05  # a final MI within this fraction of its ceiling is at the estimator's ceiling
 AT_CEILING = "at the estimator's ceiling: MI not comparable"
@@ -81,7 +81,7 @@ def _steps(results: Sequence[Convergence]) -> str:
 
 
 def convergence_note(results: Sequence[Convergence]) -> str:
-    """'' when every run converged; else e.g. '2 of 3 runs still improving at step 1500 (val/distortion
+    """'' when every run has plateaued; else e.g. '2 of 3 runs still improving at step 1500 (val/distortion
     fell 3.1% over the last quarter)', and/or '1 of 3 runs with too few validations ...'."""
     falling = [r for r in results if not r.converged and not math.isnan(r.fall)]
     few = [r for r in results if not r.converged and math.isnan(r.fall)]

@@ -106,6 +106,11 @@ class Group:
         shown = [f"{k}={format_value(self.settings[k])}" for k in self.label_keys if k not in without]
         return " ".join([self.mode, *shown])
 
+    def label_in(self, context: str) -> str:
+        """The label without the key=value parts of `context` (a context label heads the calls made in it)."""
+        shared = set(context.split())
+        return " ".join(part for part in self.label.split() if part not in shared)
+
     @property
     def seeds(self) -> list[int | None]:
         return [r.seed for r in self.runs]

@@ -15,7 +15,18 @@ from musicvae.report.groups import Group, path_safe
 from musicvae.report.runs import FIDELITY
 from musicvae.report.stats import excludes_zero
 from musicvae.report.summary import COMPARED, COMPARED_FIDELITY, METRICS
-from musicvae.report.verdict import COLLAPSE_RULE, NAMES, fmt_interval, interval, pays_call
+from musicvae.report.verdict import (
+    COLLAPSE_RULE,
+    NAMES,
+    PAYS,
+    STABILITY_RULE,
+    USES_Z,
+    WHICH,
+    Verdict,
+    fmt_interval,
+    fmt_verdict,
+    interval,
+)  # fmt: skip
 
 # val/rate is val/kl under its rate–distortion name: in summary.csv and the figure, not twice in the tables.
 TABLE_METRICS = [(key, f"{key} ({unit})" if unit else key) for key, _, unit in METRICS if key != "val/rate"]
@@ -89,9 +100,9 @@ def _table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _converged(row: dict) -> str:
-    """'converged 3/3' (runs converged by the convergence rule, of the group's runs)."""
-    return f"converged {row.get('converged_n', 0)}/{row['n_seeds']}"
+def _plateaued(row: dict) -> str:
+    """'plateaued 1/3' (runs no longer improving by the plateau rule, of the group's runs)."""
+    return f"plateaued {row.get('plateaued_n', 0)}/{row['n_seeds']}"
 
 
 def _mi_ceiling(row: dict) -> str:
@@ -105,30 +116,13 @@ def _mi_ceiling(row: dict) -> str:
 
 
 def _final_columns() -> list[Column]:
-    """The final table's columns: converged k/n first, the MI ceiling right after MI."""
-    columns: list[Column] = [(_converged, "convergence")]
+    """The final table's columns: plateaued k/n first, the MI ceiling right after MI."""
+    columns: list[Column] = [(_plateaued, "plateau")]
     for key, header in TABLE_METRICS:
         columns.append((f"{key}_final", header))
         if key == "val/mi":
             columns.append((_mi_ceiling, "MI ceiling (nats)"))
     return columns
-
-
-def _pays_table(comps: Sequence[dict], rows: Sequence[dict]) -> str:
-    """Per real group against its none counterpart: the call, and the paired distortion, recon-accuracy,
-    chroma and groove differences (group − none)."""
-    keys = ["val/distortion", "val/recon_acc"]
-    keys += [k for k in COMPARED_FIDELITY if any(f"{k}_diff_n" in c for c in comps)]
-    by_label = {r["group"]: r for r in rows}
-    head = "| group | vs | does z pay? | " + " | ".join(f"Δ {NAMES[k]}" for k in keys) + " |"
-    rule = "|" + "---|" * (len(keys) + 3)
-    body = []
-    for c in comps:
-        call, why = pays_call(c, by_label)
-        cells = [fmt_interval(interval(c, f"{k}_diff"), signed=True) for k in keys]
-        text = f"{call} ({why})" if why else call
-        body.append(f"| {c['group']} | {c['reference']} | {text} | " + " | ".join(cells) + " |")
-    return "\n".join([head, rule, *body])
 
 
 def _comparison_table(comps: Sequence[dict]) -> str:
@@ -177,6 +171,53 @@ def _sweep_line(sweep_dir: Path, n_runs: int, groups: Sequence[Group], skipped: 
     return line
 
 
+HEADLINE = {(USES_Z, "val/zgap"), (PAYS, "val/distortion"), (WHICH, "val/zgap"), (WHICH, "val/distortion")}
+
+
+def _calls(records: Sequence[Verdict]) -> dict[tuple, list[Verdict]]:
+    """{(question, context, groups, pairing, metric): its readings by budget ascending}, in record order."""
+    calls: dict[tuple, list[Verdict]] = {}
+    for v in records:
+        calls.setdefault((v.question, v.context, v.groups, v.pairing, v.metric), []).append(v)
+    return {key: sorted(vs, key=lambda v: v.budget) for key, vs in calls.items()}
+
+
+def calls_table(records: Sequence[Verdict], headline: bool | None = None) -> str:
+    """One row per call, read at its last budget: the number, the call, its stability against the budget
+    before, and the call at every budget. headline True: only HEADLINE calls; False: only the others."""
+    head = "| question | setting | groups | metric | steps | value [95%] | n | call | stability | by budget |"
+    body = []
+    for (question, context, groups, pairing, metric), readings in _calls(records).items():
+        if headline is not None and ((question, metric) in HEADLINE) != headline:
+            continue
+        last = readings[-1]
+        shown = f"{groups} ({pairing})" if pairing else groups
+        call = f"**{last.call}**" if last.stable == "stable" else last.call
+        history = " · ".join(f"{v.budget}: {v.call}" for v in readings)
+        body.append(f"| {question} | {context or '–'} | {shown} | {NAMES.get(metric, metric)} | {last.budget} | "
+                    f"{fmt_verdict(last)} | {last.n} | {call} | {last.stable or '–'} | {history} |")  # fmt: skip
+    return "\n".join([head, "|" + "---|" * 10, *body]) if body else "No call to make (no validation in common)."
+
+
+def verdict_lines(rows: Sequence[dict], chosen: Sequence[str], forecast: Sequence[str]) -> str:
+    """The prose under the table: one seed, the rates chosen, the plateau of the runs, the forecast."""
+    if not any(interval(r, "val/kl_final").n or interval(r, "val/zgap_final").n for r in rows):
+        return "- No validation was logged in any run: no verdict."
+    lines = []
+    if rows and all(r["n_seeds"] == 1 for r in rows):
+        lines.append("- **One seed per setting**: no intervals, so no call is resolved; rerun with seed=0,1,2")
+    if chosen:
+        lines.append("- **Learning rates chosen** (tuned rows; lowest mean val distortion at the last budget, "
+                     "validation only): " + "; ".join(chosen))  # fmt: skip
+    total = sum(int(r["n_seeds"]) for r in rows)
+    flat = sum(int(r.get("plateaued_n", 0)) for r in rows)
+    moving = "; ".join(f"`{r['group']}`: {r['plateau']}" for r in rows if r.get("plateau"))
+    lines.append(f"- **Plateau** (information, not a gate): {flat} of {total} runs no longer improve"
+                 + (f" ({moving})" if moving else ""))  # fmt: skip
+    lines += forecast
+    return "\n".join(lines)
+
+
 def summary_markdown(
     sweep_dir: Path,
     n_runs: int,
@@ -184,35 +225,48 @@ def summary_markdown(
     groups: Sequence[Group],
     rows: Sequence[dict],
     comps: Sequence[dict],
-    verdict: str,
+    records: Sequence[Verdict],
+    prose: str,
+    fidelity_groups: Sequence[str] | None = None,
 ) -> str:
-    """summary.md but its samples: the verdict, the tables, the figures (index.html renders this text)."""
+    """summary.md but its samples: the calls at a glance, the verdict, the tables, the figures (index.html
+    renders this text). fidelity_groups: the groups whose test-split fidelity is shown (with an lr grid, the
+    rates chosen on validation); None: every group."""
     sections = [
         "# Posterior collapse across decoder conditionings",
         _sweep_line(sweep_dir, n_runs, groups, skipped),
+        "## At a glance",
+        "Each question read at its last budget (steps trained), the call in **bold** where it is stable; every "
+        "reading of every call is in verdicts.csv.",
+        calls_table(records, headline=True),
         "## Verdict",
-        verdict,
+        prose,
+        "### Every other call",
+        calls_table(records, headline=False),
         COLLAPSE_RULE,
+        STABILITY_RULE,
         CONVERGENCE_RULE,
         MI_CEILING_RULE,
         "## Summary",
         "Mean over seeds with its 95% Student-t interval, `mean [lo, hi]` (only the mean for one seed); n is "
         "the group's seed count, and summary.csv has the n, std and bounds behind every cell. *Final* is the "
         "last validation; *best* the max over validations (the min for val/recon, val/ppl, val/distortion). "
-        "*converged k/n*: runs converged by the convergence rule above (summary.csv: converged_n, and "
-        "convergence says why the others are not).",
+        "*plateaued k/n*: runs no longer improving by the plateau rule above (summary.csv: plateaued_n).",
         "### Final (last validation)",
         _table(rows, _final_columns()),
         "### Best over training",
         _table(rows, [(f"{k}_best", h) for k, h in TABLE_METRICS]),
     ]
-    sections += _comparison_sections(comps, rows)
+    sections += _comparison_sections(comps)
     if rows and "chroma_sim_mean" in rows[0]:
+        shown = [r for r in rows if fidelity_groups is None or r["group"] in fidelity_groups]
         sections += [
             "### Musical fidelity (test split)",
             "Chroma and groove similarity: per-bar cosine between inputs and their reconstructions (1 = same). "
-            "Pitch-class entropy (bits) and note density of prior samples against the data.",
-            _table(rows, FIDELITY),
+            "Pitch-class entropy (bits) and note density of prior samples against the data."
+            + (" Only the learning rates chosen on validation: the test split picks nothing." if fidelity_groups
+               is not None else ""),
+            _table(shown, FIDELITY),
         ]
     sections += [
         "## Rate–distortion",
@@ -228,24 +282,14 @@ def summary_markdown(
     return "\n\n".join(sections) + "\n"
 
 
-def _comparison_sections(comps: Sequence[dict], rows: Sequence[dict]) -> list[str]:
-    """Does z pay for itself (against none), and every group against its reference: summary.md's sections."""
-    sections: list[str] = []
-    pays = [c for c in comps if c["reference_mode"] == "none" and c["mode"] != "none"]
-    if pays:
-        sections += [
-            "### Does z pay for itself? (against none)",
-            "Each group with z minus its `none` counterpart (same settings, decoder without z), final values "
-            "paired seed by seed: mean [95% interval]. z pays when the distortion difference lies below 0; "
-            "judged only where every run of both groups has converged.",
-            _pays_table(pays, rows),
-        ]
+def _comparison_sections(comps: Sequence[dict]) -> list[str]:
+    """Every group against its reference at the last validation (comparisons.csv): summary.md's section."""
     shown = [c for c in comps if c["mode"] != "none"]  # none - in_attention mirrors in_attention - none
-    if shown:
-        sections += [
-            "### Paired differences (comparisons.csv)",
-            "Group minus reference (same settings but the conditioning), final values paired seed by seed: "
-            "mean [95% interval]; **bold** where the interval excludes 0.",
-            _comparison_table(shown),
-        ]
-    return sections
+    if not shown:
+        return []
+    return [
+        "### Paired differences at the last validation (comparisons.csv)",
+        "Group minus reference (same settings but the conditioning), final values paired seed by seed: "
+        "mean [95% interval]; **bold** where the interval excludes 0.",
+        _comparison_table(shown),
+    ]

@@ -76,8 +76,9 @@ def _setting(value: object) -> object:
 
 def summarize(groups: Sequence[Group]) -> list[dict]:
     """One row per group: group (its label), mode, context (its settings outside model.conditioning.*),
-    each varying setting and STANDARD_SETTINGS as columns, n_seeds, converged_n (its runs converged by
-    `checks.convergence`), seeds, convergence (why not all converged; empty when they all did), for each of
+    each varying setting and STANDARD_SETTINGS as columns, n_seeds, plateaued_n (its runs no longer improving
+    by `checks.convergence`: information, no call waits for it), seeds, plateau (which still improve, by how
+    much; empty when none does), for each of
     METRICS `<metric>_{final,best}_{mean,std,n,lo,hi}`, val/mi_ceiling (nats, `checks.mi_ceiling` of the
     group's config) and val/mi_at_ceiling_n (runs whose final MI is within 5% of it), and
     `<fidelity>_{mean,std,n,lo,hi}` when any run has a fidelity.json. Intervals are 95% Student-t over the
@@ -91,9 +92,9 @@ def summarize(groups: Sequence[Group]) -> list[dict]:
                     "model.latent_dim": g.latent_dim}  # fmt: skip
         row.update({k: v for k, v in standard.items() if k not in row})
         converged = [convergence(metric_series(r, CONVERGENCE_KEY)) for r in g.runs]
-        row.update({"n_seeds": len(g.runs), "converged_n": sum(c.converged for c in converged),
+        row.update({"n_seeds": len(g.runs), "plateaued_n": sum(c.converged for c in converged),
                     "seeds": " ".join(str(s) for s in g.seeds),
-                    "convergence": convergence_note(converged)})  # fmt: skip
+                    "plateau": convergence_note(converged)})  # fmt: skip
         for key, higher, _ in METRICS:
             values = [final_and_best(metric_series(r, key), higher) for r in g.runs]
             _put(row, f"{key}_final", t_interval(v[0] for v in values))
