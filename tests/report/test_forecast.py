@@ -108,3 +108,11 @@ def test_start_leaves_out_early_points():
     assert fit.points == len(S_GRID) - 2
     assert fit.l_inf == pytest.approx(L_INF, abs=1.0)
     assert backtest("warm", [warm, warm], start=600).l_inf.mean == pytest.approx(L_INF, abs=1.0)
+
+
+def test_groups_too_short_to_backtest_turn_the_forecast_off_and_say_why():
+    curve = {s - 1: 100 + 400 * s**-0.5 for s in range(300, 4801, 300)}  # 16 validations
+    short = backtest("short", [curve, curve, curve], start=2400)  # nothing left at S <= 2400
+    assert short.n == 0 and not short.passes
+    (line,) = forecast_lines([short])
+    assert line.startswith("- Forecast off") and "validations a backtest fits on" in line

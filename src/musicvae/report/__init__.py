@@ -94,7 +94,7 @@ def write_report(sweep_dir: Path, audio: bool = True) -> Path:
     backtests = [_backtest(g) for g in groups]
     write_csv(forecast_rows(backtests), report_dir / "forecast.csv")
     copied = copy_samples(groups, report_dir, AudioConfig() if audio else None)
-    prose = verdict_lines(rows, chosen_rates(groups), forecast_lines([b for b in backtests if b.n]))
+    prose = verdict_lines(rows, chosen_rates(groups), forecast_lines(backtests))
     shown = [g.label for g in chosen(groups)] if tuned(groups) else None
     body = summary_markdown(sweep_dir, len(runs), skipped, groups, rows, comps, records, prose, shown)
     (report_dir / "summary.md").write_text(body + "\n" + samples_markdown(copied))

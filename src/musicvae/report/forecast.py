@@ -108,7 +108,9 @@ FORECAST_RULE = (
     "Each run's validation curve is fitted with L(S) = L∞ + A·S^(−α) (S = steps trained) and L∞ is the "
     "forecast; to backtest it, each seed is refitted on the first half of its steps only and extrapolated to "
     "its last validation. A group's forecast is shown only when its measured mean there lies inside the 95% "
-    "t-interval of the seeds' predictions (so never with a single seed)."
+    "t-interval of the seeds' predictions (so never with a single seed). The validations up to twice "
+    "`kl.zero_steps` are left out of every fit: β = 0 trains another objective, and the weights' average "
+    "carries it for a while."
 )
 
 
@@ -137,16 +139,21 @@ def forecast_lines(backtests: Sequence[Backtest], unit: str = "nats/segment") ->
     to say (no backtests). Groups that miss while others pass are named in a last bullet."""
     if not backtests:
         return []
-    passing = [b for b in backtests if b.passes]
+    tested = [b for b in backtests if b.n]
+    if not tested:
+        return [f"- Forecast off: no group has the {MIN_POINTS} validations a backtest fits on (after the β = 0 "
+                "stretch and the weights' average catching up, up to half the last budget): train longer or "
+                "validate more often."]  # fmt: skip
+    passing = [b for b in tested if b.passes]
     if not passing:
-        why = "; ".join(f"{b.group}: {_numbers(b, unit)}" for b in backtests)
+        why = "; ".join(f"{b.group}: {_numbers(b, unit)}" for b in tested)
         return [f"- Forecast off: no group's backtest predicted its measured last validation ({why})."]
     lines = [
         f"- **{b.group}**: L∞ {b.l_inf.mean:.4g} [{b.l_inf.lo:.4g}, {b.l_inf.hi:.4g}] {unit} "
         f"(backtest: {_numbers(b, unit)})"
         for b in passing
     ]
-    missed = [b.group for b in backtests if not b.passes]
+    missed = [b.group for b in tested if not b.passes]
     if missed:
         lines.append(f"- Not shown (backtest missed): {', '.join(missed)}.")
     return lines

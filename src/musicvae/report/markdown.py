@@ -11,6 +11,7 @@ from pathlib import Path
 from musicvae.data.cache import MIDI_SUFFIXES
 from musicvae.generation.audio import AUDIO_SUFFIXES, AudioConfig, render_quietly
 from musicvae.report.checks import AT_CEILING, CONVERGENCE_RULE, MI_CEILING_RULE
+from musicvae.report.forecast import FORECAST_RULE
 from musicvae.report.groups import Group, path_safe
 from musicvae.report.runs import FIDELITY
 from musicvae.report.stats import excludes_zero
@@ -246,6 +247,7 @@ def summary_markdown(
         COLLAPSE_RULE,
         STABILITY_RULE,
         CONVERGENCE_RULE,
+        FORECAST_RULE,
         MI_CEILING_RULE,
         "## Summary",
         "Mean over seeds with its 95% Student-t interval, `mean [lo, hi]` (only the mean for one seed); n is "
