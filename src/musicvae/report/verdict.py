@@ -36,7 +36,6 @@ KL_COLLAPSE_NATS = 0.1  # val/kl below this (nats/segment): z carries almost not
 ZGAP_COLLAPSE_NATS = 0.0005  # val/zgap below this (nats/token): the decoder ignores z
 USES_Z, PAYS, WHICH = "uses z", "does z pay", "which mode"
 STABLE, CHANGED, UNRESOLVED, FINAL_ONLY = "stable", "changed", "not resolved", "final budget only"
-NOT_RESOLVED = "not resolved"
 NAMES = {"val/zgap": "z-gap", "val/mi": "MI", "val/distortion": "distortion", "val/kl": "KL", "val/au": "AU",
          "val/recon": "recon", "val/recon_acc": "recon acc", "chroma_sim": "chroma sim",
          "groove_sim": "groove sim"}  # fmt: skip
@@ -103,7 +102,7 @@ def with_stability(readings: Sequence[Verdict]) -> list[Verdict]:
 
 
 def _unresolved(iv: Interval) -> str:
-    return "n=1: no interval" if iv.n < 2 else NOT_RESOLVED
+    return "n=1: no interval" if iv.n < 2 else UNRESOLVED
 
 
 def sign_call(iv: Interval, below: str, above: str) -> str:
@@ -185,8 +184,8 @@ def _pays(key: str, iv: Interval) -> str:
 
 def _which(a: str, b: str) -> Callable[[str, Interval], str]:
     def call(key: str, iv: Interval) -> str:
-        a_better = (a, b) if key in LOWER_IS_BETTER else (b, a)
-        return sign_call(iv, *a_better)
+        below, above = (a, b) if key in LOWER_IS_BETTER else (b, a)  # the better mode when a − b < 0, > 0
+        return sign_call(iv, below, above)
 
     return call
 
