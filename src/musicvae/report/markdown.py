@@ -260,16 +260,7 @@ def summary_markdown(
         _table(rows, [(f"{k}_best", h) for k, h in TABLE_METRICS]),
     ]
     sections += _comparison_sections(comps)
-    if rows and "chroma_sim_mean" in rows[0]:
-        shown = [r for r in rows if fidelity_groups is None or r["group"] in fidelity_groups]
-        sections += [
-            "### Musical fidelity (test split)",
-            "Chroma and groove similarity: per-bar cosine between inputs and their reconstructions (1 = same). "
-            "Pitch-class entropy (bits) and note density of prior samples against the data."
-            + (" Only the learning rates chosen on validation: the test split picks nothing." if fidelity_groups
-               is not None else ""),
-            _table(shown, FIDELITY),
-        ]
+    sections += _fidelity_section(rows, fidelity_groups)
     sections += [
         "## Rate–distortion",
         "Each point is one group's final (rate, distortion), mean over seeds with 95% intervals; a line joins "
@@ -282,6 +273,20 @@ def summary_markdown(
         "![reconstruction](recon.png)",
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _fidelity_section(rows: Sequence[dict], fidelity_groups: Sequence[str] | None) -> list[str]:
+    """The test-split fidelity table of the groups shown (all of them, or the rates chosen on validation)."""
+    if not rows or "chroma_sim_mean" not in rows[0]:
+        return []
+    shown = [r for r in rows if fidelity_groups is None or r["group"] in fidelity_groups]
+    chosen = " Only the learning rates chosen on validation: the test split picks nothing." if fidelity_groups else ""
+    return [
+        "### Musical fidelity (test split)",
+        "Chroma and groove similarity: per-bar cosine between inputs and their reconstructions (1 = same). "
+        "Pitch-class entropy (bits) and note density of prior samples against the data." + chosen,
+        _table(shown, FIDELITY),
+    ]
 
 
 def _comparison_sections(comps: Sequence[dict]) -> list[str]:
