@@ -71,24 +71,25 @@ demo: install
 
 # The rate-distortion study of docs/results/rate_distortion_demo/: in_attention, cross_attention and
 # none x beta 0.05/0.2/1.0 x seeds 0/1/2 at the demo_size recipe (anytime evaluation), 4,800 steps, plus the
-# learning-rate grid 1e-3/2e-3 at beta 0.05; two single-thread processes side by side (one per core), first the
-# lr grid (one process per rate), then beta 0.2 and 1.0 (one process per beta), then the report. 36 runs, about
-# 4 h on 2 cores; started again into the same STUDY_DIR it trains only the runs not finished (skip_finished), so
-# it can run in sittings: STUDY_SLICES=grid runs the beta 0.05 grid alone.
+# learning-rate grid 1e-3/2e-3 at beta 0.05: two single-thread processes side by side (one per core), seed by
+# seed (each seed's three modes), first the lr grid (one process per rate), then beta 0.2 and 1.0 (one process
+# per beta), then the report. 36 runs, about 15 min per pair of runs on 2 cores (~4.5 h in all); started again
+# into the same STUDY_DIR it trains only the runs not finished and resumes an interrupted one (skip_finished,
+# resume), so it runs in sittings: STUDY_SLICES=grid runs the beta 0.05 grid alone, STUDY_SLICES=betas the rest.
 STUDY_DIR ?= outputs/rate_distortion_demo
 STUDY_SLICES ?= grid betas
 STUDY_RUN = OMP_NUM_THREADS=1 $(PY) scripts/train.py -m experiment=rate_distortion_demo hydra.sweep.dir=$(STUDY_DIR) \
-	'~hydra.callbacks.report' trainer.enable_progress_bar=false
+	'~hydra.callbacks.report' trainer.enable_progress_bar=false model/conditioning=in_attention,cross_attention,none
 study: install
 	$(PY) scripts/prepare_data.py data=bach_2bar
 	mkdir -p $(STUDY_DIR)
-	st=0; for slice in $(STUDY_SLICES); do \
+	st=0; for slice in $(STUDY_SLICES); do for seed in 0 1 2; do \
 		if [ $$slice = grid ]; then a="kl.beta=0.05 optim.lr=1e-3"; b="kl.beta=0.05 optim.lr=2e-3"; \
 		else a="kl.beta=0.2 optim.lr=1e-3"; b="kl.beta=1.0 optim.lr=1e-3"; fi; \
-		$(STUDY_RUN) $$a > $(STUDY_DIR)/$$slice-a.log 2>&1 & pa=$$!; \
-		$(STUDY_RUN) $$b > $(STUDY_DIR)/$$slice-b.log 2>&1 & pb=$$!; \
+		$(STUDY_RUN) $$a seed=$$seed >> $(STUDY_DIR)/$$slice-a.log 2>&1 & pa=$$!; \
+		$(STUDY_RUN) $$b seed=$$seed >> $(STUDY_DIR)/$$slice-b.log 2>&1 & pb=$$!; \
 		wait $$pa || st=1; wait $$pb || st=1; \
-	done; exit $$st
+	done; done; exit $$st
 	$(PY) scripts/compare.py $(STUDY_DIR)
 
 lint: install
