@@ -18,7 +18,9 @@ import csv
 import json
 from pathlib import Path
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
@@ -31,6 +33,18 @@ FINISHED = "finished.json"  # written last by a run that trained to its end: {"c
 def last_checkpoint(run_dir: Path) -> Path:
     """Where a run keeps its newest checkpoint (ModelCheckpoint's save_last, and the one saved on SIGTERM)."""
     return run_dir / "checkpoints" / LAST
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """The best checkpoint by `monitor`, and last.ckpt after every validation. Lightning 2.6's `save_last=True`
+    refreshes last.ckpt only at a step where a best checkpoint is saved: once val/elbo stops improving, last.ckpt
+    stayed at an older step (seen in a study run: last.ckpt at step 4,200 of 4,800), and resuming or sampling
+    from it read stale weights."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # nothing saved at this step yet
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def _config_key(cfg: DictConfig) -> dict:

@@ -31,6 +31,7 @@ from musicvae.training.media import MediaConfig, ValidationMedia
 from musicvae.training.module import VAEModule
 from musicvae.training.resume import (
     FINISHED,
+    BestAndLastCheckpoint,
     ResumingCSVLogger,
     finished_result,
     last_checkpoint,
@@ -194,7 +195,7 @@ def run_callbacks(cfg: DictConfig, run_dir: Path, audio: AudioConfig | None) -> 
     """The callbacks of a run, in order: the split check, per-rank seeding, the best/last checkpoints, the
     configured ones (configs/callbacks/), the checkpoint on SIGTERM, kl_per_dim.jsonl, media, the progress bar. Returns the
     best/last ModelCheckpoint too (its paths are the run's result)."""
-    checkpoints = ModelCheckpoint(
+    checkpoints = BestAndLastCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{step}", monitor="val/elbo", mode="min", save_last=True,
         save_top_k=1, auto_insert_metric_name=False,
     )  # fmt: skip
