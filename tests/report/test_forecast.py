@@ -116,3 +116,13 @@ def test_groups_too_short_to_backtest_turn_the_forecast_off_and_say_why():
     assert short.n == 0 and not short.passes
     (line,) = forecast_lines([short])
     assert line.startswith("- Forecast off") and "validations a backtest fits on" in line
+
+
+def test_seeds_whose_predictions_scatter_do_not_pass():
+    """Each seed on its own law (L_inf 60, 100, 140): the predictions' interval holds the measured mean only
+    because it is wide; a forecast that imprecise is not shown."""
+    curves = [{s - 1: l_inf + 400 * s**-0.5 for s in range(300, 4801, 300)} for l_inf in (60.0, 100.0, 140.0)]
+    b = backtest("scattered", curves)
+    assert b.n == 3 and b.predicted.lo <= b.measured <= b.predicted.hi  # inside, but only by being wide
+    assert b.predicted.hi - b.predicted.lo > 2 * 0.05 * b.measured
+    assert not b.passes
