@@ -8,7 +8,8 @@ below each).
 
     budgets(runs)                         -> [S/4, S/2, S] as steps trained, validated by every run
     at_budget(group, key, budget)         -> {seed: value of `key` after `budget` steps}
-    best_rates(groups, budget)            -> {family: the group at the learning rate with the lowest val distortion}
+    best_rates(groups)                    -> {family: the group at the learning rate with the lowest val distortion}
+    picked(groups)                        -> the groups best_rates picks where there is an lr grid
 """
 
 from __future__ import annotations
@@ -76,8 +77,14 @@ def chosen(groups: Sequence[Group]) -> list[Group]:
     """The groups whose test-split fidelity is reported: in a context with an lr grid, each decoder at the rate
     picked on validation (best_rates); elsewhere every group."""
     grid = grid_contexts(groups)
-    picked = {id(g) for g in best_rates([g for g in groups if family_label(g) in grid]).values()}
-    return [g for g in groups if family_label(g) not in grid or id(g) in picked]
+    chosen_ids = {id(g) for g in picked(groups)}
+    return [g for g in groups if family_label(g) not in grid or id(g) in chosen_ids]
+
+
+def picked(groups: Sequence[Group]) -> list[Group]:
+    """Each decoder at its best rate (best_rates), in the contexts that have an lr grid; in the groups' order."""
+    grid = grid_contexts(groups)
+    return list(best_rates([g for g in groups if family_label(g) in grid]).values())
 
 
 def best_rates(groups: Sequence[Group]) -> dict[tuple, Group]:

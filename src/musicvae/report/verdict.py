@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from musicvae.report.budgets import at_budget, best_rates, budgets, family_label, grid_contexts
+from musicvae.report.budgets import at_budget, budgets, family_label, grid_contexts, picked
 from musicvae.report.checks import at_ceiling, mi_ceiling
 from musicvae.report.groups import Group
 from musicvae.report.stats import Interval, paired_difference, t_interval
@@ -230,7 +230,7 @@ def verdicts(groups: Sequence[Group]) -> list[Verdict]:
         in_grid = family_label(members[0]) in grid
         out += _comparisons(members, context, "equal lr" if in_grid else "", fidelity=not in_grid)
     by_context: dict[str, list[Group]] = {}
-    for g in best_rates([g for g in groups if family_label(g) in grid]).values():  # in the groups' order
+    for g in picked(groups):
         by_context.setdefault(family_label(g), []).append(g)
     for context, members in by_context.items():
         out += _comparisons(members, context, "tuned", fidelity=True)
@@ -239,9 +239,8 @@ def verdicts(groups: Sequence[Group]) -> list[Verdict]:
 
 def chosen_rates(groups: Sequence[Group]) -> list[str]:
     """'kl.beta=0.05: in_attention 0.002, none 0.001' per context with an lr grid (empty without one)."""
-    grid = grid_contexts(groups)
     lines: dict[str, list[str]] = {}
-    for g in best_rates([g for g in groups if family_label(g) in grid]).values():
+    for g in picked(groups):
         lines.setdefault(family_label(g), []).append(f"{g.mode} {g.settings.get('optim.lr')}")
     return [f"{context or 'all runs'}: " + ", ".join(parts) for context, parts in lines.items()]
 
