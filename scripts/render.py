@@ -1,4 +1,4 @@
-"""python scripts/render.py PATH... [--format ogg|wav]   (= musicvae-render; usage and examples: src/musicvae/cli/render.py)"""
+"""python scripts/render.py PATH... [--format ogg|flac|wav]   (= musicvae-render; usage and examples: src/musicvae/cli/render.py)"""
 
 from musicvae.cli.render import main
 

@@ -1,4 +1,5 @@
-"""The report page in a real browser (headless Chromium): every player loads, every figure renders.
+"""The report page in a real browser (headless Chromium): every player loads, every figure renders, and the audio
+Chromium decodes is in tune (an A4/A3 file's peaks; each player's pitch classes against its MIDI).
 
 `make test-browser` runs it (installing Chromium from the system packages where it is missing). It opens
 the demo's report (outputs/demo/report/index.html after `make demo`; MUSICVAE_REPORT=path/to/index.html for
@@ -12,7 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from audio_checks import midi_pitch_class_profile, pitch_class_profile, shift_correlations, strongest_frequency
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +29,19 @@ def chromium() -> str:
         pytest.skip("no chromium on PATH: `make test-browser` installs it (Debian: apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[browser]'")
     return path
+
+
+DECODE_JS = """async (b64) => {  // Chromium's own decoder: the bytes -> mono samples at 48 kHz
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    const audio = await new OfflineAudioContext(1, 48000, 48000).decodeAudioData(bytes.buffer);
+    return Array.from(audio.getChannelData(0)); }"""
+
+
+def browser_decode(page, path: Path) -> np.ndarray:
+    """(samples,) at 48 kHz: `path` decoded by the page's decodeAudioData (not by libsndfile, not by our code)."""
+    import base64
+
+    return np.asarray(page.evaluate(DECODE_JS, base64.b64encode(path.read_bytes()).decode()), dtype=np.float32)
 
 
 def midi_seconds(src: str) -> float | None:
@@ -67,6 +83,33 @@ def report_page(tmp_path) -> Path:
     return write_report(sweep) / "index.html"
 
 
+def test_chromium_decodes_the_default_format_in_tune(tmp_path):
+    """A4 for 2 s then A3 for 2 s, rendered in the default format and decoded by Chromium: 440 and 220 Hz."""
+    import pretty_midi
+    from playwright.sync_api import sync_playwright
+
+    from musicvae.generation.audio import AudioConfig, render_file
+
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.instruments[0].notes += [pretty_midi.Note(100, 69, 0.0, 2.0), pretty_midi.Note(100, 57, 2.0, 4.0)]
+    pm.write(str(tmp_path / "a4a3.mid"))
+    audio = render_file(tmp_path / "a4a3.mid", AudioConfig())
+    executable = chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto("about:blank")
+            x = browser_decode(page, audio)
+        finally:
+            browser.close()
+    rate = 48000
+    assert len(x) / rate == pytest.approx(4.5, abs=0.02)
+    assert strongest_frequency(x[: 2 * rate], rate) == pytest.approx(440.0, abs=2.0)
+    assert strongest_frequency(x[2 * rate : 4 * rate], rate, lo=150.0) == pytest.approx(220.0, abs=2.0)
+
+
 def test_every_player_loads_and_every_figure_renders(report_page):
     from playwright.sync_api import sync_playwright
 
@@ -93,6 +136,17 @@ def test_every_player_loads_and_every_figure_renders(report_page):
             wrong = [(src, d, expected) for src, d in durations if (expected := midi_seconds(src)) is not None
                      and abs(d - expected) > 0.1]  # fmt: skip
             assert not wrong, f"players whose length is not their MIDI's (+ tail): {wrong[:3]}"
+            out_of_tune = []
+            for src, _ in durations:  # each player's audio as Chromium decodes it, against its MIDI's pitch classes
+                from urllib.parse import unquote, urlparse
+
+                audio = Path(unquote(urlparse(src).path))
+                reference = midi_pitch_class_profile(audio.with_suffix(".mid")) if audio.with_suffix(".mid").is_file() else None
+                if reference is not None and reference.any():
+                    r = shift_correlations(pitch_class_profile(browser_decode(page, audio), 48000), reference)
+                    if int(np.argmax(r)) != 0 or r[0] <= 0.5:
+                        out_of_tune.append((audio.name, round(r[0], 2), int(np.argmax(r))))
+            assert not out_of_tune, f"players out of tune with their MIDI (name, r, best shift): {out_of_tune[:3]}"
             page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")
             broken = page.evaluate("() => [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
             assert not broken, f"figures that do not render: {broken[:3]}"

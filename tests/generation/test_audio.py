@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import wave
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import pytest
+from audio_checks import decode, pitch_class_profile, shift_correlations, strongest_frequency
 
 from musicvae.errors import UserError
-from musicvae.generation.audio import AudioConfig, midi_files, render_file, render_many
+from musicvae.generation.audio import FORMATS, AudioConfig, midi_files, render_file, render_many
+
+# The default format first: it is what users hear, so it is checked before the others.
+FORMATS_DEFAULT_FIRST = [AudioConfig().format, *(f for f in FORMATS if f != AudioConfig().format)]
 
 
 def write_notes(path: Path, notes: list[tuple[int, float, float]], program: int = 0) -> Path:
@@ -24,26 +26,11 @@ def write_notes(path: Path, notes: list[tuple[int, float, float]], program: int 
     return path
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """(mono float samples in [-1, 1], sample rate) of a 16-bit PCM WAV."""
-    with wave.open(io.BytesIO(path.read_bytes())) as f:
-        assert f.getsampwidth() == 2
-        frames = np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).reshape(-1, f.getnchannels())
-        return frames.mean(axis=1) / 32768.0, f.getframerate()
-
-
-def strongest_frequency(x: np.ndarray, rate: int, lo: float = 100.0, hi: float = 2000.0) -> float:
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    freqs = np.fft.rfftfreq(len(x), 1.0 / rate)
-    band = (freqs >= lo) & (freqs <= hi)
-    return float(freqs[band][spectrum[band].argmax()])
-
-
 def test_a4_sounds_at_440_hz(tmp_path):
     midi = write_notes(tmp_path / "a4.mid", [(69, 0.0, 1.0)])
     out = render_file(midi, AudioConfig(format="wav"))
     assert out == tmp_path / "a4.wav"
-    x, rate = read_wav(out)
+    x, rate = decode(out)
     assert np.abs(x).max() > 0.01  # audible
     assert strongest_frequency(x[: rate], rate) == pytest.approx(440.0, rel=0.02)
 
@@ -51,7 +38,7 @@ def test_a4_sounds_at_440_hz(tmp_path):
 def test_another_pitch_moves_the_peak(tmp_path):
     """E5 (659.3 Hz): the peak follows the note, it is not a constant of the synthesizer."""
     midi = write_notes(tmp_path / "e5.mid", [(76, 0.0, 1.0)], program=40)  # violin
-    x, rate = read_wav(render_file(midi, AudioConfig(format="wav")))
+    x, rate = decode(render_file(midi, AudioConfig(format="wav")))
     assert strongest_frequency(x[: rate], rate) == pytest.approx(659.3, rel=0.02)
 
 
@@ -60,16 +47,41 @@ def test_silent_midi_renders_silence_of_its_length(tmp_path):
     pm = pretty_midi.PrettyMIDI()
     pm.time_signature_changes += [pretty_midi.TimeSignature(4, 4, 0.0), pretty_midi.TimeSignature(3, 4, 2.0)]
     pm.write(str(tmp_path / "silent.mid"))
-    x, rate = read_wav(render_file(tmp_path / "silent.mid", AudioConfig(format="wav", tail=0.0)))
+    x, rate = decode(render_file(tmp_path / "silent.mid", AudioConfig(format="wav", tail=0.0)))
     assert len(x) / rate == pytest.approx(2.0, abs=0.05)
     assert np.abs(x).max() == 0.0
 
 
 def test_length_is_the_midi_plus_its_tail(tmp_path):
     midi = write_notes(tmp_path / "two.mid", [(60, 0.0, 0.5), (64, 2.0, 3.0)])
-    x, rate = read_wav(render_file(midi, AudioConfig(format="wav", tail=0.5)))
+    x, rate = decode(render_file(midi, AudioConfig(format="wav", tail=0.5)))
     assert len(x) / rate == pytest.approx(3.5, abs=0.05)
     assert np.abs(x[int(3.05 * rate):]).max() < np.abs(x[: int(3.0 * rate)]).max()  # the release fades
+
+
+@pytest.mark.parametrize("fmt", FORMATS_DEFAULT_FIRST)
+def test_a4_then_a3_in_tune_in_every_format(tmp_path, fmt):
+    """A4 for 2 s then A3 for 2 s: 440 and 220 Hz within 2 Hz, 4.5 s long, as decoded by libsndfile.
+    (midirenderer's own Opus encoder gave 490 Hz and 302-356 Hz, 4.44 s: the check that would have caught it.)"""
+    midi = write_notes(tmp_path / "a4a3.mid", [(69, 0.0, 2.0), (57, 2.0, 4.0)])
+    x, rate = decode(render_file(midi, AudioConfig(format=fmt)))
+    assert len(x) / rate == pytest.approx(4.5, abs=0.02)
+    assert strongest_frequency(x[: 2 * rate], rate) == pytest.approx(440.0, abs=2.0)
+    assert strongest_frequency(x[2 * rate : 4 * rate], rate, lo=150.0) == pytest.approx(220.0, abs=2.0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS_DEFAULT_FIRST)
+def test_chord_pitch_classes_survive_every_format(tmp_path, fmt):
+    """C major (C4 E4 G4): the decoded audio's pitch-class profile matches the chord, and matches it better
+    than the chord moved by any number of semitones (a pitch shift would move the best match)."""
+    midi = write_notes(tmp_path / "c.mid", [(60, 0.0, 2.0), (64, 0.0, 2.0), (67, 0.0, 2.0)])
+    x, rate = decode(render_file(midi, AudioConfig(format=fmt)))
+    profile = pitch_class_profile(x[: 2 * rate], rate)
+    chord = np.zeros(12)
+    chord[[0, 4, 7]] = 1.0
+    r = shift_correlations(profile, chord)
+    assert int(np.argmax(r)) == 0 and r[0] > 0.6
+    assert set(np.argsort(profile)[-3:]) == {0, 4, 7}
 
 
 def test_opus_is_an_ogg_file_smaller_than_wav(tmp_path):
@@ -79,6 +91,9 @@ def test_opus_is_an_ogg_file_smaller_than_wav(tmp_path):
     assert ogg.suffix == ".ogg" and ogg.read_bytes()[:4] == b"OggS"
     assert b"OpusHead" in ogg.read_bytes()[:200]
     assert ogg.stat().st_size < wav.stat().st_size / 3
+    flac = render_file(midi, AudioConfig(format="flac"))
+    assert flac.read_bytes()[:4] == b"fLaC" and flac.stat().st_size < wav.stat().st_size
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, then moved into place
 
 
 def test_corrupt_midi_is_one_error_naming_it(tmp_path):

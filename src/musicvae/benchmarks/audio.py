@@ -1,6 +1,6 @@
 """Audio benchmark: how fast MIDI becomes audio, in seconds of music per second of wall time.
 
-    python scripts/benchmark.py audio [path=data/midi/bach] [files=40] [formats=ogg,wav]
+    python scripts/benchmark.py audio [path=data/midi/bach] [files=40] [formats=ogg,flac,wav]
 
 Renders the first `files` MIDI files under `path` (after `make demo` or `scripts/prepare_data.py`, the
 Bach chorales) into a temporary folder, once per format, one file at a time in this process; prints per

@@ -7,7 +7,7 @@ python scripts/benchmark.py train latent=bar [bars=4]    # one latent per bar
 python scripts/benchmark.py sample [device=cuda length=512 batch_size=8 mode=cross_attention]
 python scripts/benchmark.py sample latent=bar [bars=16 length=1024]   # one latent per bar, a Bar every length/bars
 python scripts/benchmark.py compare [device=cuda what=train|sample|both d_model=128 layers=2]  # vs x-transformers
-python scripts/benchmark.py audio [path=data/midi/bach files=40 formats=ogg,wav]   # MIDI -> audio speed
+python scripts/benchmark.py audio [path=data/midi/bach files=40 formats=ogg,flac,wav]   # MIDI -> audio speed and size
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Render MIDI files to audio.  musicvae-render PATH... [--format ogg|wav] [--soundfont F.sf2]
+"""Render MIDI files to audio.  musicvae-render PATH... [--format ogg|flac|wav] [--soundfont F.sf2]
 (or python scripts/render.py ...)
 
 Each PATH is a MIDI file or a folder (searched recursively); the audio goes beside each file (a.mid ->
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = AudioConfig()
     parser = argparse.ArgumentParser(description="Render MIDI files (or folders of them) to audio beside them.")
     parser.add_argument("paths", nargs="+", type=Path, help="MIDI files or folders")
-    parser.add_argument("--format", choices=FORMATS, default=defaults.format, help="ogg (Opus, small) or wav")
+    parser.add_argument("--format", choices=FORMATS, default=defaults.format, help="ogg (Opus, small; the default), flac (lossless) or wav")
     parser.add_argument("--soundfont", default=defaults.soundfont, help="a .sf2 file (default: General MIDI bank)")
     parser.add_argument("--tail", type=float, default=defaults.tail, help="seconds of release after the last note")
     parser.add_argument("--overwrite", action="store_true", help="render files whose audio exists again")

@@ -5,9 +5,11 @@ network), chosen over pyfluidsynth (needs the system libfluidsynth), symusic's s
 numpy 2.4) and tinysoundfont (hard-depends on pyaudio). The default bank is the General MIDI SoundFont
 that pretty_midi already ships (TimGM6mb.sf2); `audio.soundfont=PATH` takes the user's own.
 
-Formats: `ogg` (Opus, 48 kHz stereo, ~32 kB per second of music: midirenderer 0.1.3 encodes at ~260 kbit/s
-whatever bitrate it is asked for; what browsers and wandb play) by default, `wav` (48 kHz 16-bit stereo PCM,
-~190 kB/s) on request. The synthesizer stops at the file's last event, so a short tail
+Formats: `ogg` (Opus, 48 kHz stereo: what browsers and wandb play) by default, `flac` (lossless) and `wav`
+(16-bit PCM) on request; their size and speed: `python scripts/benchmark.py audio` (docs/results/audio/). The
+synthesizer renders PCM and `soundfile` (libsndfile) encodes Opus and FLAC: midirenderer's own Opus encoder is
+not used, its output decoded out of tune (issue 29; tests/generation/test_audio.py checks the pitch of every
+format as libsndfile decodes it). The synthesizer stops at the file's last event, so a short tail
 (`audio.tail` seconds) is added after it: the last notes ring out instead of being cut.
 """
 
@@ -28,7 +30,9 @@ from musicvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("ogg", "wav")
+FORMATS = ("ogg", "flac", "wav")
+# libsndfile's (major format, subtype) of each encoded format; wav is the synthesizer's own file, written as is.
+ENCODINGS = {"ogg": ("OGG", "OPUS"), "flac": ("FLAC", "PCM_16")}
 AUDIO_SUFFIXES = tuple(f".{f}" for f in FORMATS)  # what a rendered file may end with
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 MIDI_CHANNELS = 15  # pretty_midi gives each non-drum instrument its own channel of 16 (9 is the drums') while they last
@@ -38,7 +42,7 @@ MIDI_CHANNELS = 15  # pretty_midi gives each non-drum instrument its own channel
 class AudioConfig:
     """How MIDI becomes audio (the `audio` node of the sample, train and render configs; `audio=false`: none)."""
 
-    format: str = "ogg"  # ogg (Opus) | wav
+    format: str = "ogg"  # ogg (Opus) | flac | wav
     soundfont: str | None = None  # a .sf2 file; None = the General MIDI bank pretty_midi ships
     tail: float = 0.5  # seconds after the last event, so the last notes ring out
 
@@ -106,6 +110,22 @@ def midi_with_tail(midi_path: Path, tail: float) -> tuple[bytes, float]:
     return buffer.getvalue(), length
 
 
+def write_audio(wav: bytes, fmt: str, out: Path) -> None:
+    """The synthesizer's WAV bytes -> `out` in `fmt`, whole or not at all (a reader never sees half a file).
+
+    Encoded formats go through libsndfile to a file path (its Vorbis encoder writing to memory crashed here)."""
+    import soundfile
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    if fmt in ENCODINGS:
+        pcm, rate = soundfile.read(io.BytesIO(wav), dtype="float32")  # (samples, channels)
+        major, subtype = ENCODINGS[fmt]
+        soundfile.write(tmp, pcm, rate, format=major, subtype=subtype)
+    else:
+        tmp.write_bytes(wav)
+    tmp.replace(out)
+
+
 def render_file(midi_path: Path | str, cfg: AudioConfig, out: Path | None = None) -> Path:
     """Render one MIDI file to audio (beside it unless `out`) -> the audio's path.
 
@@ -118,12 +138,10 @@ def render_file(midi_path: Path | str, cfg: AudioConfig, out: Path | None = None
     midi, _ = midi_with_tail(midi_path, cfg.tail)
     sf2 = soundfont_bytes(cfg.soundfont)
     try:
-        audio = midirenderer.render_opus_from(sf2, midi) if cfg.format == "ogg" else midirenderer.render_wave_from(sf2, midi)
+        wav = bytes(midirenderer.render_wave_from(sf2, midi))
     except RuntimeError as e:  # what the synthesizer refuses after pretty_midi read the file
         raise UserError(f"{midi_path} could not be rendered ({e})") from None
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(bytes(audio))
-    tmp.replace(out)  # a reader never sees half a file
+    write_audio(wav, cfg.format, out)
     return out
 
 
