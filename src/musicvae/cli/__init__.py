@@ -15,10 +15,15 @@ CONFIG_DIR_VARIABLE = "MUSICVAE_CONFIG_DIR"
 
 
 def config_dir() -> Path:
-    """The configs/ folder: $MUSICVAE_CONFIG_DIR if set, else the checkout's (src/musicvae/cli → configs/),
-    which an editable install (`pip install -e .`, what the Makefile does) finds wherever it is run from."""
+    """The configs/ folder: $MUSICVAE_CONFIG_DIR if set; else the one an installed wheel carries
+    (musicvae/configs, put there at build time from the repository's configs/); else the checkout's
+    (src/musicvae/cli → configs/), what an editable install (`pip install -e .`, the Makefile's) finds."""
     env = os.environ.get(CONFIG_DIR_VARIABLE)
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[3] / "configs"
+    if env:
+        return Path(env).resolve()
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "configs"
+    return packaged if packaged.is_dir() else package.parents[1] / "configs"
 
 
 CONFIG_DIR = config_dir()

@@ -15,7 +15,7 @@ def check_command_line() -> None:
     `data=nosuch` is a multi-line report)."""
     if not (CONFIG_DIR / "train.yaml").is_file():
         raise UserError(
-            f"no musicvae configs in {CONFIG_DIR}: run from a checkout installed with `pip install -e .`, "
-            f"or set {CONFIG_DIR_VARIABLE} to its configs/ folder"
+            f"no musicvae configs in {CONFIG_DIR}: reinstall the package (its wheel carries them), "
+            f"or set {CONFIG_DIR_VARIABLE} to a checkout's configs/ folder"
         )
     check_group_choices(CONFIG_DIR, sys.argv[1:])
