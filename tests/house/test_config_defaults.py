@@ -1,8 +1,8 @@
-"""One home per default (issue 20, item 1). The rule (README, "Layout"): the dataclass or class that reads a
-config node holds its defaults and registers them as `schema/<name>` (musicvae.config.register_schema); a YAML
-file pulls that node in and sets only what differs or wires an interpolation. This walks every file of every
-config group and fails on a key that restates its default, a key no code reads, or an object's argument its
-`_target_` does not take."""
+"""One home per default (issue 20, item 1). The rule (docs/configuration.md, "One home per default"): the
+dataclass or class that reads a config node holds its defaults and registers them as `schema/<name>`
+(musicvae.config.register_schema); a YAML file pulls that node in and sets only what differs or wires an
+interpolation. This walks every file of every config group and fails on a key that restates its default, a
+key no code reads, or an object's argument its `_target_` does not take."""
 
 from __future__ import annotations
 

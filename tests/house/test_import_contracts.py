@@ -1,5 +1,5 @@
-"""The floors of src/musicvae (README, "Layout") as import-linter contracts in pyproject.toml: the code keeps
-them, and the same contracts break on a package that climbs a floor or closes a circle."""
+"""The floors of src/musicvae (docs/layout.md, "The floors") as import-linter contracts in pyproject.toml: the
+code keeps them, and the same contracts break on a package that climbs a floor or closes a circle."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 musicvae-train model/conditioning=cross_attention kl=cyclical kl.free_bits=0.25
 musicvae-train -m experiment=collapse_compare        # every conditioning, one after the other
 musicvae-train trainer=ddp_cpu                       # DDP on 2 CPU processes (trainer=ddp: every GPU)
-musicvae-train -m experiment=collapse_compare hydra/launcher=parallel   # or local, slurm: README
+musicvae-train -m experiment=collapse_compare hydra/launcher=parallel   # or local, slurm: docs/cluster.md
 """
 
 from __future__ import annotations
