@@ -53,9 +53,9 @@ test-browser: install
 
 # The main job: the bundled Bach corpus -> cached segments (summary printed) -> one VAE per decoder
 # conditioning (in_attention, cross_attention and the `none` control at the demo_size recipe), three
-# single-thread runs side by side -> the report, whose calls at a glance (printed) say, at 600, 1,200 and 2,400
-# steps, whether each decoder uses z and whether z paid for itself -> MIDI samples from the in-attention model. About 12-15 minutes on a 2-core
-# CPU; everything lands in outputs/demo/.
+# single-thread runs side by side, 1,800 steps -> the report, whose calls at a glance (printed) say, at 300, 900
+# and 1,800 steps, whether each decoder uses z and whether z paid for itself -> MIDI samples from the in-attention
+# model. Within 15 minutes on a 2-core CPU from a fresh clone (docs/results/demo/); everything lands in outputs/demo/.
 DEMO_DIR ?= outputs/demo
 demo: install
 	$(PY) scripts/prepare_data.py data=bach_2bar
