@@ -34,13 +34,24 @@ def strongest_frequency(x: np.ndarray, rate: int, lo: float = 100.0, hi: float =
     return float(freqs[band][spectrum[band].argmax()])
 
 
-def midi_pitch_class_profile(midi: Path) -> np.ndarray:
-    """(12,) seconds sounded per pitch class (C = 0) of the MIDI's pitched notes (drums left out)."""
-    profile = np.zeros(12)
-    for inst in pretty_midi.PrettyMIDI(str(midi)).instruments:
-        for note in [] if inst.is_drum else inst.notes:
-            profile[note.pitch % 12] += note.end - note.start
-    return profile
+def synthesized(midi: Path) -> tuple[np.ndarray, int]:
+    """(mono samples, rate): the synthesizer's own PCM of `midi` (with the default tail), before any encoder:
+    what an encoded file must sound like. A pitch-class profile of short music is shaped by the instrument's
+    harmonics (a note's 3rd harmonic is its fifth), so encoded audio is compared with this, not with the notes."""
+    import io
+
+    import midirenderer
+
+    from musicvae.generation.audio import AudioConfig, midi_with_tail, soundfont_bytes
+
+    data, _ = midi_with_tail(midi, AudioConfig().tail)
+    x, rate = soundfile.read(io.BytesIO(bytes(midirenderer.render_wave_from(soundfont_bytes(None), data))),
+                             dtype="float32", always_2d=True)  # fmt: skip
+    return x.mean(axis=1), rate
+
+
+def has_notes(midi: Path) -> bool:
+    return any(i.notes and not i.is_drum for i in pretty_midi.PrettyMIDI(str(midi)).instruments)
 
 
 def shift_correlations(audio: np.ndarray, reference: np.ndarray) -> list[float]:
