@@ -185,7 +185,7 @@ def _calls(records: Sequence[Verdict]) -> dict[tuple, list[Verdict]]:
 
 def calls_table(records: Sequence[Verdict], headline: bool | None = None) -> str:
     """One row per call, read at its last budget: the number, the call, its stability against the budget
-    before, and the call at every budget. headline True: only HEADLINE calls; False: only the others."""
+    before, and the number (and call, with seeds to give one) at every budget. headline True: only HEADLINE calls; False: only the others."""
     head = "| question | setting | groups | metric | steps | value [95%] | n | call | stability | by budget |"
     body = []
     for (question, context, groups, pairing, metric), readings in _calls(records).items():
@@ -194,7 +194,7 @@ def calls_table(records: Sequence[Verdict], headline: bool | None = None) -> str
         last = readings[-1]
         shown = f"{groups} ({pairing})" if pairing else groups
         call = f"**{last.call}**" if last.stable == "stable" else last.call
-        history = " · ".join(f"{v.budget}: {v.call}" for v in readings)
+        history = " · ".join(f"{v.budget}: {fmt_verdict(v)}" + ("" if v.n < 2 else f" {v.call}") for v in readings)
         body.append(f"| {question} | {context or '–'} | {shown} | {NAMES.get(metric, metric)} | {last.budget} | "
                     f"{fmt_verdict(last)} | {last.n} | {call} | {last.stable or '–'} | {history} |")  # fmt: skip
     return "\n".join([head, "|" + "---|" * 10, *body]) if body else "No call to make (no validation in common)."
