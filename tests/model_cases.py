@@ -17,10 +17,12 @@ CONDITIONINGS = [
     {"mode": "embedding"},
     {"mode": "prefix"},
     {"mode": "in_attention", "position": "post_norm"},
-    {"mode": "in_attention", "position": "pre_norm"},
+    {"mode": "in_attention", "position": "pre_norm_attn"},
+    {"mode": "in_attention", "position": "every_sublayer"},
     {"mode": "in_attention", "position": "residual"},
     {"mode": "in_attention", "position": "post_norm", "per_layer": True},
-    {"mode": "in_attention", "position": "pre_norm", "per_layer": True, "bias": True},
+    {"mode": "in_attention", "position": "pre_norm_attn", "per_layer": True, "bias": True},
+    {"mode": "in_attention", "position": "every_sublayer", "per_layer": True},
     {"mode": "cross_attention", "n_memory": 3},
 ]
 WITH_Z = [c for c in CONDITIONINGS if c["mode"] != "none"]

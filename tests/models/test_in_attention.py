@@ -4,10 +4,11 @@ Hooks capture, for each decoder block i: its residual input x (pre-hook on the b
 self-attention input h and output a (hooks on `blocks[i].attn`) and the block output; each position is
 then checked against its own formula, with w = W_k z (k = i with `per_layer`, else 0):
 
-    post_norm: h = LN(x) + w,   stream after the hook = x
-    pre_norm:  h = LN(x + w),   stream after the hook = x
-    residual:  h = LN(x + w),   stream after the hook = x + w
-and block output = s + FF(LN_ff(s)) with s = stream + a.
+    post_norm:      h = LN(x) + w,   stream after the hook = x
+    pre_norm_attn:  h = LN(x + w),   stream after the hook = x
+    every_sublayer: h = LN(x + w),   stream after the hook = x
+    residual:       h = LN(x + w),   stream after the hook = x + w
+and block output = s + FF(LN_ff(s)) with s = stream + a; every_sublayer: s + FF(LN_ff(s + w)).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def make_model(conditioning: dict) -> MusicVAE:
 
 
 def capture(model: MusicVAE, tokens: torch.Tensor, z: torch.Tensor) -> list[dict]:
-    """Per decoder layer: x (block input), h (attention input), a (attention output), out (block output)."""
+    """Per decoder layer: x (block input), h (attention input), a (attention output), f (feed-forward input),
+    out (block output)."""
     records = [{} for _ in model.decoder.blocks]
     handles = []
     for i, block in enumerate(model.decoder.blocks):
@@ -53,11 +55,15 @@ def capture(model: MusicVAE, tokens: torch.Tensor, z: torch.Tensor) -> list[dict
         def attn_post(module, args, out, rec=rec):
             rec["a"] = out.detach().clone()
 
+        def ff_pre(module, args, rec=rec):
+            rec["f"] = args[0].detach().clone()
+
         handles += [
             block.register_forward_pre_hook(block_pre),
             block.register_forward_hook(block_post),
             block.attn.register_forward_pre_hook(attn_pre),
             block.attn.register_forward_hook(attn_post),
+            block.ff.register_forward_pre_hook(ff_pre),
         ]
     try:
         with torch.no_grad():
@@ -65,7 +71,7 @@ def capture(model: MusicVAE, tokens: torch.Tensor, z: torch.Tensor) -> list[dict
     finally:
         for h in handles:
             h.remove()
-    assert all(len(r) == 4 for r in records), "a hook did not fire"
+    assert all(len(r) == 5 for r in records), "a hook did not fire"
     return records
 
 
@@ -74,13 +80,13 @@ def inputs(seed: int = 1):
     return torch.randint(0, VOCAB, (2, 7), generator=g), torch.randn(2, C, generator=g)
 
 
-def block_rest(block: nn.Module, stream: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """What follows self-attention in a block without cross-attention."""
+def block_rest(block: nn.Module, stream: torch.Tensor, a: torch.Tensor, ff_w: torch.Tensor | None = None) -> torch.Tensor:
+    """What follows self-attention in a block without cross-attention; `ff_w`: added before the FF's norm."""
     s = stream + a
-    return s + block.ff(block.ln_ff(s))
+    return s + block.ff(block.ln_ff(s if ff_w is None else s + ff_w))
 
 
-POSITIONS = ["post_norm", "pre_norm", "residual"]
+POSITIONS = ["post_norm", "pre_norm_attn", "every_sublayer", "residual"]
 
 
 @pytest.mark.parametrize("per_layer", [False, True], ids=["shared", "per_layer"])
@@ -94,11 +100,12 @@ def test_injection_formula_at_every_layer(position, per_layer):
             w = model.conditioning.proj[i if per_layer else 0](z).unsqueeze(1)  # (B, 1, D)
             x, h, a, out = rec["x"], rec["h"], rec["a"], rec["out"]
             ln = block.ln_attn
-            formulas = {"post_norm": ln(x) + w, "pre_norm": ln(x + w), "residual": ln(x + w)}
-            torch.testing.assert_close(h, formulas[position], **EXACT, msg=f"layer {i}: attention input")
+            h_expected = ln(x) + w if position == "post_norm" else ln(x + w)
+            torch.testing.assert_close(h, h_expected, **EXACT, msg=f"layer {i}: attention input")
             stream = x + w if position == "residual" else x
+            ff_w = w if position == "every_sublayer" else None
             torch.testing.assert_close(
-                out, block_rest(block, stream, a), **EXACT, msg=f"layer {i}: residual stream"
+                out, block_rest(block, stream, a, ff_w), **EXACT, msg=f"layer {i}: residual stream and FF input"
             )
             # the other placements would give something measurably different (the checks can fail)
             if position == "post_norm":
@@ -106,7 +113,12 @@ def test_injection_formula_at_every_layer(position, per_layer):
             else:
                 assert (h - (ln(x) + w)).abs().max() > 1e-3
             other_stream = x if position == "residual" else x + w
-            assert (out - block_rest(block, other_stream, a)).abs().max() > 1e-3
+            assert (out - block_rest(block, other_stream, a, ff_w)).abs().max() > 1e-3
+            # z before the FF's norm with every_sublayer only
+            s = stream + a
+            f_with, f_without = block.ln_ff(s + w), block.ln_ff(s)
+            torch.testing.assert_close(rec["f"], f_with if position == "every_sublayer" else f_without, **EXACT)
+            assert (f_with - f_without).abs().max() > 1e-3
             # and without z the attention input would differ too
             assert (h - ln(x)).abs().max() > 1e-3
 
@@ -149,7 +161,7 @@ def test_attention_input_changes_with_z_at_every_layer(position, per_layer):
 
 def test_injection_at_first_layer_input_is_not_in_embeddings():
     """Every position: the stream entering layer 0 is the plain token embedding (z comes in the hook)."""
-    for position in ("post_norm", "pre_norm", "residual"):
+    for position in POSITIONS:
         model = make_model({"mode": "in_attention", "position": position})
         tokens, z = inputs()
         records = capture(model, tokens, z)
@@ -209,5 +221,5 @@ def test_none_mode_hidden_states_identical_for_any_z():
     tokens, z1 = inputs(1)
     r1, r2 = capture(model, tokens, z1), capture(model, tokens, -3 * z1 + 1)
     for a, b in zip(r1, r2, strict=True):
-        for key in ("x", "h", "a", "out"):
+        for key in ("x", "h", "a", "f", "out"):
             assert torch.equal(a[key], b[key])

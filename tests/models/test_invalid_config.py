@@ -47,7 +47,7 @@ def test_unknown_mode_lists_choices():
 def test_bad_position_lists_choices():
     with pytest.raises(UserError) as err:
         build({"mode": "in_attention", "position": "sideways"})
-    for pos in ("post_norm", "pre_norm", "residual"):
+    for pos in ("post_norm", "pre_norm_attn", "every_sublayer", "residual"):
         assert pos in str(err.value)
 
 

@@ -90,8 +90,10 @@ def test_old_checkpoint_model_settings_keep_their_behaviour():
     assert old["latent"] == "segment" and old["max_bars"] == 2 and old["conditioning"]["bar_view"] == "own"
     assert old["attributes"] == [] and old["attribute_dim"] == 64
     assert old["token_dropout"] == 0.0  # no decoder input dropout before model.token_dropout existed
+    assert old["bias"] is True  # the layers had biases before model.bias existed
     new = {"dropout": 0.1, "attn_dropout": 0.0, "scaled_residual_init": True, "latent": "bar", "max_bars": 8,
-           "attributes": ["rhythm"], "attribute_dim": 16, "attribute_classes": 8, "token_dropout": 0.3}  # fmt: skip
+           "attributes": ["rhythm"], "attribute_dim": 16, "attribute_classes": 8, "token_dropout": 0.3,
+           "bias": False}  # fmt: skip
     want = dict(new)
     _fill_model_keys_added_since(new, {"bars": 2})
     assert new == want

@@ -11,10 +11,12 @@ The sides run in turns (ours, theirs, then theirs, ours, ...) after a warm-up, s
 slows both alike; the report gives medians and ratios ours / theirs.
 
 What differs by construction (each library's own way, kept):
-- x-transformers adds the projected z before the norm of every sub-layer, attention and FF: LN(x + Wz).
-  Ours adds it before self-attention only, where `position` says (default post_norm: LN(x) + Wz).
+- x-transformers adds the projected z before the norm of every sub-layer, attention and FF: LN(x + Wz),
+  the residual stream untouched. Ours adds it where `position` says: the default post_norm before
+  self-attention only, after its norm (LN(x) + Wz); `position=every_sublayer` is x-transformers' own
+  (its equivalence: tests/models/test_x_transformers_equivalence.py).
 - x-transformers' attention projections and LayerNorms have no biases; ours do (both parameter
-  counts are printed).
+  counts are printed; the model's `bias=false` drops ours, not set here).
 - With summary pooling, our last encoder layer computes the summary position only (the only one read:
   the same z, ~5/6 of a layer's work less); x-transformers computes every position's output.
 
@@ -37,7 +39,7 @@ from musicvae.benchmarks.sample import NoEOSMusicVAE
 from musicvae.benchmarks.train import benchmark_loss, sync_device
 from musicvae.errors import UserError
 from musicvae.generation.decode import SamplingConfig, sample_tokens
-from musicvae.models.conditioning import IN_ATTENTION_POSITIONS
+from musicvae.models.conditioning import resolve_position
 from musicvae.models.vae import MusicVAE, VAEConfig
 from musicvae.tokens import BOS_ID, EOS_ID, PAD_ID
 
@@ -56,7 +58,7 @@ class CompareBenchSize:
     latent_dim: int = 64
     ff_mult: int = 4
     vocab_size: int = 363
-    position: str = "post_norm"  # where our in-attention adds z (x-transformers' own is LN(x + Wz))
+    position: str = "post_norm"  # where our in-attention adds z (x-transformers' own: every_sublayer)
     # summary (the model's default) <-> x-transformers' use_cls_token; mean <-> its average_pool_embed
     pooling: str = "summary"
     their_attention: str = "flash"  # flash: torch's SDPA, as ours uses (attn_flash=True); plain: its einsum
@@ -78,8 +80,7 @@ class CompareBenchSize:
             raise UserError(
                 f"their_attention={self.their_attention!r} is not one of {', '.join(THEIR_ATTENTIONS)}"
             )
-        if self.position not in IN_ATTENTION_POSITIONS:
-            raise UserError(f"position={self.position!r} is not one of {', '.join(IN_ATTENTION_POSITIONS)}")
+        resolve_position(self.position)  # the model's own check (and its earlier names), before anything runs
         for key in ("batch_size", "seq_len", "steps", "sample_batch", "sample_length", "repeats"):
             if getattr(self, key) < 1:
                 raise UserError(f"{key}={getattr(self, key)} must be at least 1")

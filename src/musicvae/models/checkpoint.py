@@ -22,7 +22,8 @@ import torch
 
 from musicvae import __version__
 from musicvae.errors import UserError
-from musicvae.models.vae import RUN_OPTIONS, MusicVAE, VAEConfig
+from musicvae.models.config import RUN_OPTIONS, VAEConfig
+from musicvae.models.vae import MusicVAE
 
 CHECKPOINT_FORMAT = 1  # bump when a checkpoint of an older version can no longer be loaded
 SAFE_GLOBALS: list = []  # types beyond tensors and plain data that our checkpoints may hold (none today)
@@ -88,6 +89,7 @@ def _fill_model_keys_added_since(model: dict | None, data: dict | None = None) -
     model.setdefault("attribute_dim", 64)
     model.setdefault("attribute_classes", 8)
     model.setdefault("max_bars", int((data or {}).get("bars", VAEConfig.max_bars)))  # as configs/model says: data.bars
+    model.setdefault("bias", True)  # the Transformer layers had biases before model.bias existed
     if isinstance(model.get("conditioning"), dict) and model["conditioning"].get("mode") == "cross_attention":
         model["conditioning"].setdefault("bar_view", "own")
 

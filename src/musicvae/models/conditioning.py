@@ -5,12 +5,15 @@ z comes as K latents per sequence, (B, K, c): K = 1 for a segment latent, one pe
 conditions bar k's positions. The decoder touches its conditioning at named points only, so it stays
 one loop:
 
-    state = cond.prepare(z)                        # once per sequence (the KV cache keeps it)
-    view = cond.select(state, bars)                # for the positions at hand: bars (B, T) or None
-    x = cond.input_embeddings(x, view)             # token embeddings, (B, T, D)
-    p = cond.prefix(state)                         # tokens prepended to the input, (B, P, D) or None
-    x, h = cond.attention_input(i, x, norm, view)  # every layer i: residual stream, self-attention input
-    m, m_mask = cond.memory(state, view)           # what every layer cross-attends to, or (None, None)
+    state = cond.prepare(z)                    # once per sequence (the KV cache keeps it)
+    view = cond.select(state, bars)            # for the positions at hand: bars (B, T) or None
+    x = cond.input_embeddings(x, view)         # token embeddings, (B, T, D)
+    p = cond.prefix(state)                     # tokens prepended to the input, (B, P, D) or None
+    x, h = cond.sublayer_input(i, kind, x, norm, view)
+                                               # layer i, each sub-layer (kind: self-attention, cross-
+                                               # attention, feed-forward) where it would take norm(x):
+                                               # the residual stream, the sub-layer's input
+    m, m_mask = cond.memory(state, view)       # what every layer cross-attends to, or (None, None)
 
 `select` is where per-bar conditions follow the positions: a cached decode calls it with the new
 positions' bars only, so nothing per position is cached, and nothing needs slicing by the cache offset
@@ -23,14 +26,20 @@ A new mode is one subclass registered with `@register("name")` plus one YAML fil
 from __future__ import annotations
 
 import inspect
+import logging
 
 import torch
 from torch import nn
 
 from musicvae.config import register_schema
 from musicvae.errors import UserError
+from musicvae.models.config import VAEConfig
+
+log = logging.getLogger(__name__)
 
 CONDITIONINGS: dict[str, type[Conditioning]] = {}
+# A decoder layer's sub-layers, in order: what `sublayer_input` is told it is called for.
+SELF_ATTENTION, CROSS_ATTENTION, FEED_FORWARD = "self_attention", "cross_attention", "feed_forward"
 
 
 def register(name: str):
@@ -87,8 +96,9 @@ class Conditioning(nn.Module):
     def prefix(self, state) -> torch.Tensor | None:
         return None
 
-    def attention_input(self, layer: int, x: torch.Tensor, norm: nn.Module, view):
-        """Return (residual stream, input to self-attention) for decoder layer `layer`. x: (B, T, D)."""
+    def sublayer_input(self, layer: int, kind: str, x: torch.Tensor, norm: nn.Module, view):
+        """(residual stream, the sub-layer's input) for sub-layer `kind` of decoder layer `layer`; called
+        where the block would take norm(x), so the plain block is this base version. x: (B, T, D)."""
         return x, norm(x)
 
     def memory(self, state, view) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -141,17 +151,42 @@ class PrefixConditioning(Conditioning):
         return state
 
 
-IN_ATTENTION_POSITIONS = ("post_norm", "pre_norm", "residual")
+IN_ATTENTION_POSITIONS = ("post_norm", "pre_norm_attn", "every_sublayer", "residual")
+# Earlier names of a position, kept so that configs and checkpoints that say them load to what they did.
+POSITION_ALIASES = {"pre_norm": "pre_norm_attn"}
+
+
+def resolve_position(position: str) -> str:
+    """In-attention's `position` by its name today: an earlier name (POSITION_ALIASES) maps, with a log
+    line, to the position it always meant; anything else unknown is a UserError."""
+    if position in POSITION_ALIASES:
+        new = POSITION_ALIASES[position]
+        log.warning(
+            "model.conditioning.position=%s is read as %s, its name now (LN(x + Wz) before self-attention only, "
+            "as before); x-transformers' in-attention, before every sub-layer's norm, is every_sublayer",
+            position, new,
+        )  # fmt: skip
+        return new
+    if position not in IN_ATTENTION_POSITIONS:
+        raise UserError(
+            f"model.conditioning.position={position!r} is not one of {', '.join(IN_ATTENTION_POSITIONS)}"
+        )
+    return position
 
 
 @register("in_attention")
 class InAttentionConditioning(Conditioning):
-    """z added to the hidden state before every decoder self-attention (MuseMorphose's in-attention).
+    """z added to the decoder's hidden state in every layer (in-attention, MuseMorphose).
 
-    `position` says where, in layer i with pre-norm LN and projected z `w = W z` (B, 1, D):
-      post_norm (default): attention input = LN(x) + w; the residual stream x never holds z.
-      pre_norm  (x-transformers `in_attn_cond`): attention input = LN(x + w); residual stream untouched.
-      residual  (MuseMorphose): x <- x + w, then attention input = LN(x); z accumulates in the stream.
+    `position` says where, in layer i with pre-norm LNs and projected z `w = W z` (B, 1, D):
+      post_norm (default): self-attention input = LN(x) + w ("after the layer norm, before the
+        attention"); the residual stream x never holds z.
+      pre_norm_attn: self-attention input = LN(x + w); the stream untouched; the other sub-layers
+        without z. (Named `pre_norm` before: that name still loads, as this.)
+      every_sublayer (x-transformers' `in_attn_cond`): the input of every sub-layer's norm gets w, so
+        self-attention and feed-forward read LN(x + w); the stream untouched.
+      residual (MuseMorphose's code): x <- x + w, then self-attention input = LN(x); z accumulates in
+        the stream.
     One Linear(c, D) shared by all layers (MuseMorphose), or one per layer with `per_layer`. A segment
     latent is broadcast over time, so the condition size c is independent of D and of the sequence
     length; per bar, w is (B, T, D): each position carries its bar's projection, in every layer.
@@ -168,11 +203,7 @@ class InAttentionConditioning(Conditioning):
         bias: bool = False,
     ):
         super().__init__(latent_dim, d_model, n_layers, max_latents)
-        if position not in IN_ATTENTION_POSITIONS:
-            raise UserError(
-                f"model.conditioning.position={position!r} is not one of {', '.join(IN_ATTENTION_POSITIONS)}"
-            )
-        self.position = position
+        self.position = resolve_position(position)
         n_proj = n_layers if per_layer else 1
         self.proj = nn.ModuleList(nn.Linear(latent_dim, d_model, bias=bias) for _ in range(n_proj))
 
@@ -182,12 +213,14 @@ class InAttentionConditioning(Conditioning):
     def select(self, state, bars):
         return [at_bars(w, bars) for w in state]  # per projection: (B, T or 1, D)
 
-    def attention_input(self, layer, x, norm, view):
+    def sublayer_input(self, layer, kind, x, norm, view):
+        if kind != SELF_ATTENTION and self.position != "every_sublayer":
+            return x, norm(x)
         w = view[layer if len(view) > 1 else 0]  # (B, T or 1, D)
         if self.position == "post_norm":
             return x, norm(x) + w
-        if self.position == "pre_norm":
-            return x, norm(x + w)
+        if self.position in ("pre_norm_attn", "every_sublayer"):
+            return x, norm(x + w)  # the residual stream stays x
         x = x + w  # residual
         return x, norm(x)
 
@@ -234,10 +267,10 @@ class CrossAttentionConditioning(Conditioning):
         return state, view
 
 
-def build_conditioning(
-    mode: str, latent_dim: int, d_model: int, n_layers: int, max_latents: int = 1, **options
-) -> Conditioning:
-    """The conditioning named `mode` with its options (the keys of its YAML besides `mode`)."""
+def build_conditioning(cfg: VAEConfig) -> Conditioning:
+    """The conditioning `cfg.conditioning` names (`mode`) with its options (the keys of its YAML besides `mode`)."""
+    options = dict(cfg.conditioning)
+    mode = options.pop("mode")
     if mode not in CONDITIONINGS:
         raise UserError(
             f"model.conditioning.mode={mode!r} is unknown; choose one of {', '.join(sorted(CONDITIONINGS))}"
@@ -251,4 +284,7 @@ def build_conditioning(
             f"model.conditioning.{unknown[0]} is not an option of mode {mode!r} "
             f"(its options: {', '.join(allowed) or 'none'})"
         )
-    return cls(latent_dim, d_model, n_layers, max_latents, **options)
+    return cls(  # z joined with its attributes (cfg.cond_dim) comes in; one latent, or one per bar
+        latent_dim=cfg.cond_dim, d_model=cfg.d_model, n_layers=cfg.decoder_layers, max_latents=cfg.max_latents,
+        **options,
+    )  # fmt: skip

@@ -13,8 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from musicvae.models.conditioning import Conditioning
-from musicvae.models.layers import Attention, FeedForward, KVCache, TokenEmbedding
+from musicvae.models.conditioning import (
+    CROSS_ATTENTION,
+    FEED_FORWARD,
+    SELF_ATTENTION,
+    Conditioning,
+    build_conditioning,
+)
+from musicvae.models.config import VAEConfig
+from musicvae.models.layers import Attention, FeedForward, KVCache, TokenEmbedding, layer_norm
 
 
 @dataclass
@@ -28,16 +35,17 @@ class DecoderCache:
 
 
 class DecoderBlock(nn.Module):
-    """Pre-norm block: [z hook] causal self-attention, optional cross-attention to z's memory, FF."""
+    """Pre-norm block: causal self-attention, optional cross-attention to z's memory, FF. Each sub-layer's
+    norm input goes through the conditioning's `sublayer_input` hook (plain LN(x) unless z enters there)."""
 
-    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float, cross: bool):
+    def __init__(self, cfg: VAEConfig, cross: bool):
         super().__init__()
-        self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, heads, dropout, attn_dropout)
-        self.ln_cross = nn.LayerNorm(d_model) if cross else None
-        self.cross = Attention(d_model, heads, dropout, attn_dropout) if cross else None
-        self.ln_ff = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_mult, dropout)
+        self.ln_attn = layer_norm(cfg)
+        self.attn = Attention(cfg)
+        self.ln_cross = layer_norm(cfg) if cross else None
+        self.cross = Attention(cfg) if cross else None
+        self.ln_ff = layer_norm(cfg)
+        self.ff = FeedForward(cfg)
 
     def forward(
         self,
@@ -50,11 +58,13 @@ class DecoderBlock(nn.Module):
         self_cache: KVCache | None,
         cross_cache: KVCache | None,
     ) -> torch.Tensor:
-        x, h = cond.attention_input(index, x, self.ln_attn, view)  # (B, T, D) each
+        x, h = cond.sublayer_input(index, SELF_ATTENTION, x, self.ln_attn, view)  # (B, T, D) each
         x = x + self.attn(h, causal=True, cache=self_cache)
         if self.cross is not None:
-            x = x + self.cross(self.ln_cross(x), memory=memory, key_mask=memory_mask, cache=cross_cache)
-        return x + self.ff(self.ln_ff(x))
+            x, h = cond.sublayer_input(index, CROSS_ATTENTION, x, self.ln_cross, view)
+            x = x + self.cross(h, memory=memory, key_mask=memory_mask, cache=cross_cache)
+        x, h = cond.sublayer_input(index, FEED_FORWARD, x, self.ln_ff, view)
+        return x + self.ff(h)
 
 
 class Decoder(nn.Module):
@@ -65,26 +75,13 @@ class Decoder(nn.Module):
     position of bar k, including the Bar token that opens bar k + 1.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        d_model: int,
-        heads: int,
-        layers: int,
-        ff_mult: int,
-        dropout: float,
-        conditioning: Conditioning,
-        attn_dropout: float = 0.0,
-    ):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
-        self.cond = conditioning
-        self.embed = TokenEmbedding(vocab_size, d_model, max_len + conditioning.max_prefix, dropout)
-        self.blocks = nn.ModuleList(
-            DecoderBlock(d_model, heads, ff_mult, dropout, attn_dropout, cross=conditioning.uses_memory) for _ in range(layers)
-        )
-        self.ln_out = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.cond = build_conditioning(cfg)
+        self.embed = TokenEmbedding(cfg, cfg.max_len + self.cond.max_prefix)  # the prefix takes positions too
+        self.blocks = nn.ModuleList(DecoderBlock(cfg, cross=self.cond.uses_memory) for _ in range(cfg.decoder_layers))
+        self.ln_out = layer_norm(cfg)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.tok.weight  # weight tying (as GPT-2 / nanoGPT)
 
     def new_cache(self, max_positions: int | None = None) -> DecoderCache:

@@ -14,21 +14,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from musicvae.models.layers import Attention, FeedForward, TokenEmbedding
+from musicvae.models.config import LATENTS, POOLINGS, VAEConfig
+from musicvae.models.layers import Attention, FeedForward, TokenEmbedding, layer_norm
 
-POOLINGS = ("summary", "mean")
-LATENTS = ("segment", "bar")
+# LATENTS, POOLINGS: the encoder's options, defined and checked with the config, importable here as before
+__all__ = ["LATENTS", "POOLINGS", "Encoder", "at_positions", "bar_body"]
 
 
 class EncoderBlock(nn.Module):
     """Pre-norm block with non-causal self-attention over the non-pad tokens."""
 
-    def __init__(self, d_model: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
-        self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = Attention(d_model, heads, dropout, attn_dropout)
-        self.ln_ff = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_mult, dropout)
+        self.ln_attn = layer_norm(cfg)
+        self.attn = Attention(cfg)
+        self.ln_ff = layer_norm(cfg)
+        self.ff = FeedForward(cfg)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, D), key_mask (B, T) or (B, T, T) -> (B, T, D); with `queries` (B, Q) positions, only theirs
@@ -52,32 +53,16 @@ class Encoder(nn.Module):
     output at the bar's Bar token (its first, as MuseMorphose); `mean` averages over the bar's tokens.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        d_model: int,
-        heads: int,
-        layers: int,
-        latent_dim: int,
-        ff_mult: int,
-        dropout: float,
-        pooling: str,
-        attn_dropout: float = 0.0,
-        latent: str = "segment",
-    ):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"model.pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-        if latent not in LATENTS:
-            raise ValueError(f"model.latent={latent!r} is not one of {', '.join(LATENTS)}")
-        self.pooling, self.latent = pooling, latent
-        self.embed = TokenEmbedding(vocab_size, d_model, max_len + 1, dropout)  # +1: summary token
+        self.pooling, self.latent = cfg.pooling, cfg.latent
+        self.embed = TokenEmbedding(cfg, cfg.max_len + 1)  # +1: summary token
         # Only when it is used: an unused parameter makes DDP fail (find_unused_parameters is slower).
-        self.summary = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "summary" and latent == "segment" else None
-        self.blocks = nn.ModuleList(EncoderBlock(d_model, heads, ff_mult, dropout, attn_dropout) for _ in range(layers))
-        self.ln_out = nn.LayerNorm(d_model)
-        self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
+        use_summary = cfg.pooling == "summary" and cfg.latent == "segment"
+        self.summary = nn.Parameter(torch.zeros(1, 1, cfg.d_model)) if use_summary else None
+        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.encoder_layers))
+        self.ln_out = layer_norm(cfg)
+        self.to_posterior = nn.Linear(cfg.d_model, 2 * cfg.latent_dim)
 
     def forward(
         self, tokens: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musicvae.models.config import VAEConfig
+
 
 class KVCache:
     """Keys and values one attention layer has seen so far, in buffers written in place.
@@ -49,18 +51,17 @@ class KVCache:
 class Attention(nn.Module):
     """Multi-head attention. Self-attention when `memory` is None, else cross-attention over it."""
 
-    def __init__(self, d_model: int, heads: int, dropout: float, attn_dropout: float = 0.0):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
-        if d_model % heads:
-            raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
-        self.heads = heads
-        self.q = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        d = cfg.d_model  # cfg checks that heads divides it
+        self.heads = cfg.heads
+        self.q = nn.Linear(d, d, bias=cfg.bias)
+        self.kv = nn.Linear(d, 2 * d, bias=cfg.bias)
+        self.out = nn.Linear(d, d, bias=cfg.bias)
         # Dropout on the attention weights is separate from the residual one: with it, CPU's SDPA leaves
-        # its fused kernel (-30% tokens/s measured), and current LMs train without it (nanoGPT, Llama).
-        self.attn_dropout = attn_dropout
-        self.resid_dropout = nn.Dropout(dropout)
+        # its fused kernel, and current LMs train without it (nanoGPT, Llama).
+        self.attn_dropout = cfg.attn_dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -108,13 +109,14 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, ff_mult: int, dropout: float):
+    def __init__(self, cfg: VAEConfig):
         super().__init__()
+        d, inner = cfg.d_model, cfg.ff_mult * cfg.d_model
         self.net = nn.Sequential(
-            nn.Linear(d_model, ff_mult * d_model),
+            nn.Linear(d, inner, bias=cfg.bias),
             nn.GELU(),
-            nn.Linear(ff_mult * d_model, d_model),
-            nn.Dropout(dropout),
+            nn.Linear(inner, d, bias=cfg.bias),
+            nn.Dropout(cfg.dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,11 +126,11 @@ class FeedForward(nn.Module):
 class TokenEmbedding(nn.Module):
     """Token + learned absolute position embeddings. (B, T) ids -> (B, T, D)."""
 
-    def __init__(self, vocab_size: int, d_model: int, max_len: int, dropout: float):
+    def __init__(self, cfg: VAEConfig, max_len: int):
         super().__init__()
-        self.tok = nn.Embedding(vocab_size, d_model)
-        self.pos = nn.Embedding(max_len, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(max_len, cfg.d_model)  # max_len: the stack's positions (cfg.max_len + its extras)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.max_len = max_len
 
     def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -143,3 +145,8 @@ class TokenEmbedding(nn.Module):
         if start + t > self.max_len:
             raise ValueError(f"sequence of {start + t} positions exceeds the model's max_len={self.max_len}")
         return self.pos(torch.arange(start, start + t, device=device))[None]
+
+
+def layer_norm(cfg: VAEConfig) -> nn.LayerNorm:
+    """A LayerNorm over d_model, with a bias unless `model.bias=false`."""
+    return nn.LayerNorm(cfg.d_model, bias=cfg.bias)

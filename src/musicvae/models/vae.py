@@ -3,95 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from musicvae.config import register_schema
-from musicvae.errors import UserError
-from musicvae.models.conditioning import build_conditioning
+from musicvae.models.config import VAEConfig
 from musicvae.models.decoder import Decoder, DecoderCache
-from musicvae.models.encoder import LATENTS, POOLINGS, Encoder, bar_body
-
-
-@dataclass
-class VAEConfig:
-    """Everything needed to rebuild the model (a checkpoint stores it as a dict)."""
-
-    CONFIG_EXCLUDE = ("conditioning",)  # the model/conditioning group's node (schema/conditioning/<mode>)
-
-    vocab_size: int
-    max_len: int  # longest token sequence, BOS and EOS included
-    d_model: int = 256
-    heads: int = 4
-    encoder_layers: int = 4
-    decoder_layers: int = 4
-    latent_dim: int = 64  # c: independent of d_model
-    ff_mult: int = 4
-    dropout: float = 0.1  # residual and embedding dropout
-    attn_dropout: float = 0.0  # on the attention weights (0: SDPA's fused kernels; see layers.Attention)
-    # Decoder input token dropout (Bowman et al. 2016, "word dropout"): in training, this share of the
-    # decoder's input tokens (BOS and padding kept) becomes MASK, so the prefix alone predicts less and
-    # the decoder has to read z. Never applied in eval or sampling.
-    token_dropout: float = 0.0
-    # GPT-2's init of the projections that write into the residual stream (attention out, FF out):
-    # std 0.02 / sqrt(2 * layers), so the stream's variance does not grow with depth.
-    scaled_residual_init: bool = True
-    pooling: str = "summary"  # summary (a learned [CLS]-like token; per bar: its Bar token) | mean (over non-pad tokens)
-    latent: str = "segment"  # segment: one z per segment | bar: one z per bar (MuseMorphose)
-    # Attribute-conditioned decoding (MuseMorphose): a learned embedding per class of each named attribute,
-    # joined to z (per bar with latent=bar) before the conditioning, so sampling can ask for other classes.
-    attributes: list = field(default_factory=list)  # names, e.g. [rhythm, polyphony] (musicvae.tokens.attributes)
-    attribute_dim: int = 64  # embedding size per attribute (MuseMorphose: 64)
-    attribute_classes: int = 8
-    max_bars: int = 16  # latent=bar: most bars per sequence a prefix conditioning takes (sizes its positions)
-    conditioning: dict = field(default_factory=lambda: {"mode": "in_attention"})  # mode + its options
-
-    @staticmethod
-    def shape_config(values: dict) -> dict:
-        """The defaults as the `model` node has them: `layers` sets both stacks, encoder_layers / decoder_layers
-        follow it unless set on their own."""
-        if values["encoder_layers"] != values["decoder_layers"]:
-            raise ValueError("model.layers sets both stacks: their defaults must agree")
-        values["layers"] = values["encoder_layers"]
-        values["encoder_layers"] = values["decoder_layers"] = "${.layers}"
-        return values
-
-    def __post_init__(self):
-        for key in ("d_model", "heads", "encoder_layers", "decoder_layers", "latent_dim", "max_len"):
-            if getattr(self, key) < 1:
-                raise UserError(f"model.{key}={getattr(self, key)} must be at least 1")
-        for key in ("dropout", "attn_dropout", "token_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise UserError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
-        if self.d_model % self.heads:
-            raise UserError(f"model.d_model={self.d_model} must be divisible by model.heads={self.heads}")
-        if self.pooling not in POOLINGS:
-            raise UserError(f"model.pooling={self.pooling!r} is not one of {', '.join(POOLINGS)}")
-        if self.latent not in LATENTS:
-            raise UserError(f"model.latent={self.latent!r} is not one of {', '.join(LATENTS)}")
-        if self.max_bars < 1:
-            raise UserError(f"model.max_bars={self.max_bars} must be at least 1")
-        if len(set(self.attributes)) != len(self.attributes):
-            raise UserError(f"model.attributes={list(self.attributes)} names an attribute twice")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_settings(cls, settings: dict) -> VAEConfig:
-        """The config of a `model:` settings dict (configs/model), without the run options (`RUN_OPTIONS`)."""
-        return cls(**{k: v for k, v in settings.items() if k not in RUN_OPTIONS})
-
+from musicvae.models.encoder import Encoder, bar_body
 
 # The decoder's stand-in for a dropped input token: miditok's MASK with special_tokens [PAD, BOS, EOS, MASK]
 # (training checks the tokenizer agrees before it uses token_dropout).
 MASK_ID = 3
-
-# `model:` settings that say how to run the model, not what it computes: a checkpoint resumes and
-# loads whatever they are.
-RUN_OPTIONS = ("compile",)
 
 
 @dataclass
@@ -107,21 +30,9 @@ class MusicVAE(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(
-            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.encoder_layers,
-            cfg.latent_dim, cfg.ff_mult, cfg.dropout, cfg.pooling, cfg.attn_dropout, cfg.latent,
-        )  # fmt: skip
-        options = {k: v for k, v in cfg.conditioning.items() if k != "mode"}
-        max_latents = cfg.max_bars if cfg.latent == "bar" else 1
+        self.encoder = Encoder(cfg)
         self.attribute_embed = nn.ModuleList(nn.Embedding(cfg.attribute_classes, cfg.attribute_dim) for _ in cfg.attributes)
-        cond_dim = cfg.latent_dim + len(cfg.attributes) * cfg.attribute_dim  # what the conditioning receives
-        cond = build_conditioning(
-            cfg.conditioning["mode"], cond_dim, cfg.d_model, cfg.decoder_layers, max_latents, **options
-        )
-        self.decoder = Decoder(
-            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.heads, cfg.decoder_layers, cfg.ff_mult, cfg.dropout, cond,
-            cfg.attn_dropout,
-        )  # fmt: skip
+        self.decoder = Decoder(cfg)  # and its conditioning, from cfg.conditioning
         self.apply(_init_weights)
         if cfg.scaled_residual_init:
             for stack, n_layers in ((self.encoder, cfg.encoder_layers), (self.decoder, cfg.decoder_layers)):
@@ -131,7 +42,7 @@ class MusicVAE(nn.Module):
         # z's projections keep PyTorch's default init (std ~ 1/sqrt(3c) per weight): at GPT-2's 0.02 the
         # projected z starts ~30x smaller than the normed hidden state, and every mode would start
         # close to ignoring z. All modes get the same rule, so the comparison stays fair.
-        for m in cond.modules():
+        for m in self.conditioning.modules():
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
         # Likewise the posterior head: at std 0.02, mu barely varies across segments while z's noise has
@@ -262,5 +173,3 @@ def cat_latents(parts: list[torch.Tensor], per_bar: bool) -> torch.Tensor:
     k = max(p.shape[1] for p in parts)
     return torch.cat([torch.cat([p, p.new_zeros(p.shape[0], k - p.shape[1], *p.shape[2:])], dim=1) for p in parts])
 
-
-register_schema("model", VAEConfig)
