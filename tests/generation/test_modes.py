@@ -13,8 +13,8 @@ import torch
 from musicvae.data.segments import midi_to_segments
 from musicvae.errors import UserError
 from musicvae.generation.decode import SamplingConfig, decode_latents, slerp
-from musicvae.generation.inference import encode_segments, load_checkpoint, token_rules
-from musicvae.generation.modes import SampleRequest, interpolation_z, sample
+from musicvae.generation.inference import encode_segments, interpolation_path, load_checkpoint, token_rules
+from musicvae.generation.modes import SampleRequest, interpolation_ends, sample
 from musicvae.generation.render import write_midi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,8 @@ def test_interpolation_ends_are_the_reconstructions_of_the_inputs(tiny_run, tmp_
     loaded = load_checkpoint(tiny_run["ckpt"])
     a, b = sorted(tiny_run["midi"].glob("*.mid"))[:2]
     rules = token_rules(loaded.tokenizer)
-    z = interpolation_z(loaded, str(a), str(b), steps=4, batch_size=8, rules=rules)
+    ends = interpolation_ends(loaded, str(a), str(b), batch_size=8, rules=rules)  # what mode=interpolate slerps
+    z = interpolation_path(ends.mu, 4, ends.segments, rules)
     firsts = [midi_to_segments(p, loaded.tokenizer, loaded.data)[0] for p in (a, b)]
     mu, _ = encode_segments(loaded.model, firsts, batch_size=8, bar_ids=rules.bar_ids)
     assert torch.allclose(z[0], mu[0], atol=1e-6) and torch.allclose(z[-1], mu[1], atol=1e-5)

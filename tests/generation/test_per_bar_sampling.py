@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from musicvae.errors import UserError
 from musicvae.generation.inference import load_checkpoint, piece_bar_latents, token_rules
@@ -64,7 +65,7 @@ def test_edit_swaps_the_chosen_bars_latents_and_keeps_the_rest(tiny_bar_run, tmp
     assert torch.equal(edited[1:3], z_b[1:3])
     assert torch.equal(edited[0], z_a[0]) and torch.equal(edited[3:], z_a[3:])
     summary = sample(SampleRequest(ckpt=str(tiny_bar_run["ckpt"]), mode="edit", input=str(a), source=str(b),
-                                   bars="2-3", out_dir=str(tmp_path), piano_roll=False))  # fmt: skip
+                                   edit_bars="2-3", out_dir=str(tmp_path), piano_roll=False))  # fmt: skip
     assert summary["results"][0]["bars"] == len(z_a) and summary["results"][0]["malformed_tokens_dropped"] == 0
     with pytest.raises(UserError, match="has 6 bars"):  # piece 0 holds 6 bars
         edit_z(loaded, str(a), str(pieces(tiny_bar_run)[0]), (5, 7), 8, rules)
@@ -92,14 +93,29 @@ def test_interpolation_moves_bar_by_bar(tiny_bar_run, tmp_path):
 
 def test_bad_edit_requests_are_clear_errors(tiny_run, tmp_path):
     with pytest.raises(UserError, match="source="):
-        SampleRequest(ckpt="x", mode="edit", input="a.mid", bars="5-8")
-    with pytest.raises(UserError, match="bars=5-8"):
-        SampleRequest(ckpt="x", mode="edit", input="a.mid", source="b.mid", bars="five")
+        SampleRequest(ckpt="x", mode="edit", input="a.mid", edit_bars="5-8")
+    with pytest.raises(UserError, match="edit_bars=5-8"):
+        SampleRequest(ckpt="x", mode="edit", input="a.mid", source="b.mid", edit_bars="five")
     with pytest.raises(UserError, match="first <= last"):
-        SampleRequest(ckpt="x", mode="edit", input="a.mid", source="b.mid", bars="8-5")
+        SampleRequest(ckpt="x", mode="edit", input="a.mid", source="b.mid", edit_bars="8-5")
+    assert SampleRequest(ckpt="x", mode="edit", input="a.mid", source="b.mid", edit_bars=5).bar_range() == (5, 5)
+    with pytest.raises(UserError, match="edit_bars="):  # the range is edit's alone
+        SampleRequest(ckpt="x", mode="prior", edit_bars="5-8")
+    with pytest.raises(UserError, match="edit_bars=5-8"):  # and bars is prior's count alone
+        SampleRequest(ckpt="x", mode="prior", bars="5-8")
     piece = str(pieces(tiny_run)[0])
     with pytest.raises(UserError, match="model.latent=bar"):  # a segment model has no bar latents
-        sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="edit", input=piece, source=piece, bars="1-2",
+        sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="edit", input=piece, source=piece, edit_bars="1-2",
                              out_dir=str(tmp_path)))  # fmt: skip
     with pytest.raises(UserError, match="model.latent=bar"):
         sample(SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="prior", bars=16, out_dir=str(tmp_path)))
+
+
+def test_the_old_edit_range_key_is_one_clear_error(compose_cfg):
+    """`mode=edit bars=5-8` (the range's key before edit_bars) composes as before and stops with one line
+    naming the key to use instead."""
+    cfg = compose_cfg("sample", ["ckpt=x", "mode=edit", "input=a.mid", "source=b.mid", "bars=5-8"])
+    with pytest.raises(UserError, match=r"^bars='5-8' is mode=prior's number of bars \(mode=edit takes its range as edit_bars=5-8\)$"):
+        SampleRequest(**OmegaConf.to_container(cfg, resolve=True))
+    cfg = compose_cfg("sample", ["ckpt=x", "mode=edit", "input=a.mid", "source=b.mid", "edit_bars=5-8"])
+    assert SampleRequest(**OmegaConf.to_container(cfg, resolve=True)).bar_range() == (5, 8)

@@ -6,6 +6,7 @@ key no code reads, or an object's argument its `_target_` does not take."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import re
@@ -213,3 +214,127 @@ def test_every_command_setting_is_read_by_the_code(name):
 
     walk(doc, "")
     assert unread == []
+
+
+# ----- the same rule in code: a default restated as a literal where code reads its key ------------------------
+# A restatement: `def f(key=LITERAL)`, a class-level `key: T = LITERAL`, or a fallback `x.get("key", LITERAL)` /
+# `getattr(x, "key", LITERAL)` in src/, where `key` is a key of a schema'd node and LITERAL equals its default,
+# outside that setting's home. The homes: each schema class, the dataclasses its fields nest (DataConfig's
+# `attributes`), and, for one key, a class a field takes that key's default from (`max_tokens: int =
+# SamplingConfig.max_tokens` makes SamplingConfig the home of max_tokens, not of its other fields). A literal where some home of a key of that name sits is
+# no restatement (data.max_tokens and sample.max_tokens are two settings, 512 each). 0 and 1, None and booleans
+# are off/identity values every setting shares and are not checked; the name-and-value match is what a scan can
+# see (a literal under another name, `threshold=0.01`, is not found: reference the home there).
+NOT_CHECKED_DIRS = {"benchmarks": "a benchmark fixes its own sizes, so timings stay comparable whatever the defaults"}
+KEYS_NOT_SETTINGS = {  # keys whose name in code means a function's own fallback, not a node's setting
+    "device": "'cpu': where tensors go when the caller says nothing, in every function that moves them",
+    "batch_size": "how many a function takes at once: each node has its own (8, 16, 32) and callers pass it",
+}
+KNOWN_RESTATED: dict[tuple[str, str], str] = {}  # (file under src/musicvae, key): a known restatement, to move home
+
+
+def setting_defaults() -> dict[str, list]:
+    """{key: [default of every schema'd node's setting of that name]} (leaves of nested nodes by their own key)."""
+    found: dict[str, list] = {}
+
+    def walk(node: dict) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value)
+            elif isinstance(value, int | float | str) and not isinstance(value, bool) and value not in (0, 1):
+                found.setdefault(key, []).append(value)
+
+    for source in SCHEMAS.values():
+        walk(schema_defaults(source))
+    return found
+
+
+EVERY_KEY = "*"
+
+
+def homes() -> set[tuple[Path, str, str]]:
+    """(file, class name, key) of every home: a schema class and the dataclasses its fields nest hold every
+    key in them (EVERY_KEY); a class one of their fields takes its default from (`field: T = Other.key`) holds
+    that key."""
+    found = set()
+    for source in SCHEMAS.values():
+        found.add((Path(inspect.getsourcefile(source)), source.__name__, EVERY_KEY))
+        for f in dataclasses.fields(source) if dataclasses.is_dataclass(source) else ():
+            nested = f.default_factory if f.default_factory is not dataclasses.MISSING else type(f.default)
+            if dataclasses.is_dataclass(nested):
+                found.add((Path(inspect.getsourcefile(nested)), nested.__name__, EVERY_KEY))
+        module = sys.modules[source.__module__]
+        for node in ast.walk(ast.parse(inspect.cleandoc("\n" + inspect.getsource(source)))):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Attribute) and isinstance(node.value.value, ast.Name):
+                other = getattr(module, node.value.value.id, None)
+                if isinstance(other, type):
+                    found.add((Path(inspect.getsourcefile(other)), other.__name__, node.value.attr))
+    return found
+
+
+def literal(node: ast.AST | None):
+    """The value of a literal default (-0.5 included), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -node.operand.value if isinstance(node.operand.value, int | float) else None
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def keyed_literals(tree: ast.AST) -> Iterator[tuple[str, ast.AST, str | None]]:
+    """(key, literal node, enclosing class or None) for every keyword default, class-level field and
+    .get / getattr fallback of a module."""
+
+    def visit(node: ast.AST, owner: str | None, in_function: bool) -> Iterator[tuple[str, ast.AST, str | None]]:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            positional = a.posonlyargs + a.args
+            with_default = positional[len(positional) - len(a.defaults) :]
+            pairs = [*zip(with_default, a.defaults, strict=True), *zip(a.kwonlyargs, a.kw_defaults, strict=True)]
+            yield from ((arg.arg, default, owner) for arg, default in pairs if default is not None)
+            in_function = True
+        elif isinstance(node, ast.ClassDef):
+            owner, in_function = node.name, False
+        elif isinstance(node, ast.AnnAssign) and not in_function and isinstance(node.target, ast.Name) and node.value:
+            yield node.target.id, node.value, owner
+        elif isinstance(node, ast.Call) and len(node.args) >= 2:
+            f = node.func
+            key_at = 0 if isinstance(f, ast.Attribute) and f.attr == "get" and len(node.args) == 2 else (
+                1 if isinstance(f, ast.Name) and f.id == "getattr" and len(node.args) == 3 else None)  # fmt: skip
+            if key_at is not None and isinstance(literal(node.args[key_at]), str):
+                yield node.args[key_at].value, node.args[-1], owner
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, owner, in_function)
+
+    yield from visit(tree, None, False)
+
+
+def restated_in_code(src: Path) -> list[str]:
+    defaults, home = setting_defaults(), homes()
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        if rel.split("/")[0] in NOT_CHECKED_DIRS:
+            continue
+        for key, node, owner in keyed_literals(ast.parse(path.read_text())):
+            value = literal(node)
+            if key in KEYS_NOT_SETTINGS or (rel, key) in KNOWN_RESTATED or {(path, owner, EVERY_KEY), (path, owner, key)} & home:
+                continue
+            if isinstance(value, int | float | str) and not isinstance(value, bool) and value in defaults.get(key, ()):
+                found.append(f"{rel}:{node.lineno}: {key}={value!r} restates a config default: read it from its home")
+    return found
+
+
+def test_no_code_restates_a_default_as_a_literal():
+    assert restated_in_code(SRC) == []
+
+
+def test_the_code_check_finds_a_restated_default(tmp_path):
+    (tmp_path / "scratch.py").write_text(
+        "def f(cfg, au_threshold: float = 0.01, top_p=0.9, threshold=0.01, seed=0):\n"
+        "    return cfg.get('au_threshold', 0.01), getattr(cfg, 'max_tokens', 512)\n"
+        "class Settings:\n"
+        "    max_tokens: int = 512\n"
+        "    au_threshold: float = 0.02\n"
+    )
+    found = [f.split(": ", 1)[0] + " " + f.split(": ")[1].split(" ")[0] for f in restated_in_code(tmp_path)]
+    assert found == ["scratch.py:1 au_threshold=0.01", "scratch.py:1 top_p=0.9", "scratch.py:2 au_threshold=0.01",
+                     "scratch.py:2 max_tokens=512", "scratch.py:4 max_tokens=512"]  # fmt: skip

@@ -117,8 +117,7 @@ def spread_segments(dm: MidiDataModule, split: str, most: int | None = None) -> 
 
 @torch.no_grad()
 def split_latents(
-    loaded: LoadedCheckpoint, dm: MidiDataModule, split: str = "train", max_segments: int | None = None,
-    batch_size: int = 32,
+    loaded: LoadedCheckpoint, dm: MidiDataModule, split: str, max_segments: int | None, batch_size: int,
 ) -> tuple[torch.Tensor, np.ndarray]:  # fmt: skip
     """Posterior means and attribute values of a split: (N, c) and (N, A), one row per latent (bar or segment).
 

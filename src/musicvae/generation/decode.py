@@ -18,6 +18,8 @@ from musicvae.tokens import BOS_ID, EOS_ID, PAD_ID
 
 @dataclass
 class SamplingConfig:
+    """How tokens are drawn; the home of these defaults (SampleRequest, sample.yaml, takes them from here)."""
+
     temperature: float = 1.0  # token softmax temperature
     top_k: int = 0  # keep the k most likely tokens (0 = off)
     top_p: float = 1.0  # nucleus: smallest set with this much probability (1 = off)
@@ -61,7 +63,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 
 # inference_mode, not no_grad: no version counters or views tracked for autograd at any of the many small
-# ops of a one-token step (its gain was within this VM's run-to-run noise: 0 to 15%).
+# ops of a one-token step (its gain is small: within run-to-run noise on a CPU).
 @torch.inference_mode()
 def sample_tokens(
     model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None,

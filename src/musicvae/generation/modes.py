@@ -13,13 +13,17 @@ path's steps | recon B | input B.
 
 With one latent per bar (`model.latent=bar`) every mode works bar by bar: `prior bars=16` draws 16 bar
 latents; `reconstruct` encodes every bar of the piece and decodes the whole piece; `interpolate` moves
-each bar's latent from one piece's to the other's; `edit bars=5-8 source=b.mid` swaps those bars'
+each bar's latent from one piece's to the other's; `edit edit_bars=5-8 source=b.mid` swaps those bars'
 latents for b's. More bars than the model's training segments are decoded in windows that continue
 from the previous one (`musicvae.generation.decode.decode_latents`). `shift attribute=note_density amount=1.5`
 reconstructs a piece with every latent moved along an attribute vector (`musicvae.generation.attribute_vectors`);
 `transfer rhythm=+2` re-decodes it with changed attribute classes (a model with `model.attributes`).
 Decoding follows the REMI grammar unless `grammar=false`, so every token is part of a note or a bar
 and the bar count is exact.
+
+Each mode is one class registered in `SAMPLERS` (`@register("name")`, as the conditionings): it checks the
+request and the checkpoint, draws its latents and decodes them (`Sampler.draw`), and writes what it adds
+to the results (`Sampler.write_extras`); `sample` runs the one `mode=` names.
 """
 
 from __future__ import annotations
@@ -58,13 +62,13 @@ from musicvae.tokens.attribute_classes import N_CLASSES
 from musicvae.tokens.attributes import ATTRIBUTES
 
 log = logging.getLogger(__name__)
-MODES = ("prior", "reconstruct", "interpolate", "edit", "shift", "transfer")
 
 
-# ----- the modes ------------------------------------------------------------------------------------
+# ----- the request ----------------------------------------------------------------------------------
 @dataclass
 class SampleRequest:
-    """What `scripts/sample.py` asks for (configs/sample.yaml)."""
+    """What `scripts/sample.py` asks for (configs/sample.yaml). Each field means one thing; the modes that
+    read it are named beside it. Each mode's own checks: its class below (`SAMPLERS`)."""
 
     CONFIG_EXCLUDE = ("audio",)  # the audio node is AudioConfig's (schema/audio)
 
@@ -72,12 +76,13 @@ class SampleRequest:
     mode: str = "prior"  # prior | reconstruct | interpolate | edit | shift | transfer
     out_dir: str = "outputs/samples"
     n: int = 4  # prior: how many samples
-    input: str | None = None  # reconstruct / interpolate / edit / shift: a MIDI file
+    input: str | None = None  # reconstruct / interpolate / edit / shift / transfer: a MIDI file
     input2: str | None = None  # interpolate: the other end
     source: str | None = None  # edit: the piece whose bar latents replace the input's (model.latent=bar)
-    # prior: bars per sample (default: the training segments'; more with model.latent=bar); edit: which bars
-    # to replace, 1-based, e.g. bars=5-8
-    bars: int | str | None = None
+    # prior: bars per sample, a number (default: the training segments'; more with model.latent=bar)
+    bars: int | None = None
+    # edit: the bars whose latents the source's replace, 1-based, both included: 5-8, or one bar: 5
+    edit_bars: str | int | None = None
     grammar: bool = True  # mask the tokens the REMI grammar forbids: every token part of a note or a bar, exact bars
     # shift: the attribute vector to move z along (scripts/attributes.py first): rhythm | polyphony |
     # note_density | mean_pitch | pitch_range
@@ -92,43 +97,26 @@ class SampleRequest:
     mean_pitch: int | str | None = None
     pitch_range: int | str | None = None
     steps: int = 5  # interpolate: outputs, both ends included
-    sample_z: bool = False  # reconstruct: z ~ q(z|x) instead of z = mu
+    sample_z: bool = False  # reconstruct / shift / transfer: z ~ q(z|x) instead of z = mu
     z_temperature: float = 1.0  # prior: z ~ N(0, z_temperature² I) (MusicVAE's temperature on the prior)
-    temperature: float = 1.0  # token softmax temperature
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # nucleus sampling; 1.0 = off
-    max_tokens: int = 512  # per sequence (capped by the model's max length)
+    # decoding (what each does: SamplingConfig, musicvae.generation.decode, the home of these defaults)
+    temperature: float = SamplingConfig.temperature
+    top_k: int = SamplingConfig.top_k
+    top_p: float = SamplingConfig.top_p
+    max_tokens: int = SamplingConfig.max_tokens
     seed: int = 0
     batch_size: int = 8
     device: str = "cpu"  # cpu | cuda (cuda:N for one GPU)
     piano_roll: bool = True  # a PNG per result (and a grid for interpolate)
     audio: AudioConfig | dict | bool | None = True  # audio beside every MIDI; false: none (musicvae.generation.audio)
-    # torch.compile the model first: ~40 s once on a CPU, then faster steps (long or many samples)
+    # torch.compile the model first: a long compile once, then faster steps (long or many samples)
     compile: bool = False
 
     def __post_init__(self):
         self.audio = AudioConfig.from_value(self.audio)
-        if self.mode not in MODES:
-            raise UserError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
-        if self.mode in ("reconstruct", "interpolate", "edit", "shift") and not self.input:
-            raise UserError(f"mode={self.mode} needs input=path/to/a.mid")
-        if self.mode == "interpolate" and not self.input2:
-            raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
-        changes = self.class_changes()
-        if self.mode == "transfer" and not changes:
-            raise UserError("mode=transfer needs a class change, e.g. rhythm=+2 polyphony=-1 (relative) or rhythm=5")
-        if self.mode == "prior" and any(relative for relative, _ in changes.values()):
-            raise UserError("mode=prior takes absolute classes (rhythm=5): there is no input to shift from")
-        if self.mode == "shift" and not self.attribute:
-            raise UserError("mode=shift needs attribute=NAME (e.g. note_density) and amount=X")
-        if self.mode == "interpolate" and self.steps < 2:
-            raise UserError(f"steps={self.steps}: an interpolation needs at least 2 steps (both ends)")
-        if self.mode == "edit":
-            if not self.source:
-                raise UserError("mode=edit needs source=path/to/b.mid (whose bars replace the input's)")
-            self.bar_range()  # checks the form
-        elif self.bars is not None and (not isinstance(self.bars, int) or self.bars < 1 or self.mode != "prior"):
-            raise UserError(f"bars={self.bars!r}: a number of bars >= 1, for mode=prior (mode=edit takes a range: bars=5-8)")
+        if self.mode not in SAMPLERS:
+            raise UserError(f"mode={self.mode!r} is not one of {', '.join(SAMPLERS)}")
+        SAMPLERS[self.mode].check_request(self)
         if self.n < 1 or self.batch_size < 1:
             raise UserError("n and batch_size must be at least 1")
         if self.z_temperature < 0:
@@ -137,6 +125,10 @@ class SampleRequest:
             raise UserError(f"device={self.device!r}: use cpu or cuda (cuda:N for one GPU)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
+
+    def sampling(self) -> SamplingConfig:
+        """The decoding settings of this request."""
+        return SamplingConfig(self.temperature, self.top_k, self.top_p, self.max_tokens)
 
     def class_changes(self) -> dict[str, tuple[bool, int]]:
         """{attribute: (relative, value)} from rhythm=+2 (relative) / rhythm=5 (absolute), ...; UserError if malformed."""
@@ -157,16 +149,221 @@ class SampleRequest:
         return changes
 
     def bar_range(self) -> tuple[int, int]:
-        """mode=edit: bars=5-8 (1-based, both included) or bars=5 -> (first, last)."""
-        text = str(self.bars) if self.bars is not None else ""
+        """mode=edit: edit_bars=5-8 (1-based, both included) or edit_bars=5 -> (first, last)."""
+        text = str(self.edit_bars) if self.edit_bars is not None else ""
         first, _, last = text.partition("-")
         try:
             first_bar, last_bar = int(first), int(last or first)
         except ValueError:
-            raise UserError(f"bars={self.bars!r}: mode=edit needs the bars to replace, as bars=5-8 (1-based)") from None
+            raise UserError(f"edit_bars={self.edit_bars!r}: mode=edit needs the bars to replace, as edit_bars=5-8 (1-based)") from None
         if not 1 <= first_bar <= last_bar:
-            raise UserError(f"bars={self.bars!r}: a range of bars from 1, first <= last (e.g. bars=5-8)")
+            raise UserError(f"edit_bars={self.edit_bars!r}: a range of bars from 1, first <= last (e.g. edit_bars=5-8)")
         return first_bar, last_bar
+
+
+# ----- the modes: one registered class each -------------------------------------------------------------
+SAMPLERS: dict[str, type[Sampler]] = {}  # mode name -> its class, in the order `mode=` lists them
+
+
+def register(name: str):
+    """Class decorator: make `cls` the sampler of `mode=name`."""
+
+    def add(cls: type[Sampler]) -> type[Sampler]:
+        SAMPLERS[name] = cls
+        cls.mode = name
+        return cls
+
+    return add
+
+
+@dataclass
+class SamplingJob:
+    """What every mode draws with: the checkpoint, the request, its decoding settings, token rules, generator."""
+
+    loaded: LoadedCheckpoint
+    req: SampleRequest
+    sampling: SamplingConfig
+    rules: TokenRules
+    gen: torch.Generator
+
+
+class Drawn(NamedTuple):
+    """A mode's results before they are written."""
+
+    results: list[list[int]]  # token ids of each result (R lists)
+    z: torch.Tensor  # the latents they were decoded from: (R, c), or (R, K, c) per bar
+
+
+class Sampler:
+    """One `mode=`: checks the request and the checkpoint, draws latents and decodes them; a new mode is one
+    subclass registered with `@register("name")`."""
+
+    mode = "base"
+    needs_input = True  # reads input=a.mid
+    takes_bars = False  # reads bars=N
+    takes_edit_bars = False  # reads edit_bars=5-8
+    takes_attributes = True  # works with a model trained with model.attributes
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        """UserError for a request this mode cannot run (before any checkpoint is read)."""
+        if cls.needs_input and not req.input:
+            raise UserError(f"mode={cls.mode} needs input=path/to/a.mid")
+        req.class_changes()  # checks their form
+        if req.bars is not None and not cls.takes_bars:
+            raise UserError(f"bars={req.bars!r} is mode=prior's number of bars")
+        if req.edit_bars is not None and not cls.takes_edit_bars:
+            raise UserError(f"edit_bars={req.edit_bars!r} is for mode=edit (mode=prior takes a number of bars: bars=16)")
+
+    def check_model(self, req: SampleRequest, model: MusicVAE) -> None:
+        """UserError when the checkpoint cannot do what the request asks (its latents, its attributes)."""
+        if model.cfg.attributes and not self.takes_attributes:
+            raise UserError(f"mode={self.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        """The mode's latents and their decoded token ids."""
+        raise NotImplementedError
+
+    def write_extras(self, job: SamplingJob, out: Path, summary: dict, pms: list) -> None:
+        """Files beyond the results (an interpolation's ends), recorded in `summary`."""
+
+
+@register("prior")
+class PriorSampler(Sampler):
+    """n draws of z ~ N(0, z_temperature² I): one per sample, or one per bar (`bars` of them)."""
+
+    needs_input = False
+    takes_bars = True
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        super().check_request(req)
+        if req.bars is not None and (not isinstance(req.bars, int) or req.bars < 1):
+            raise UserError(f"bars={req.bars!r}: a number of bars >= 1 (mode=edit takes its range as edit_bars=5-8)")
+        if any(relative for relative, _ in req.class_changes().values()):
+            raise UserError("mode=prior takes absolute classes (rhythm=5): there is no input to shift from")
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        results, z = prior(job.loaded, job.req, job.sampling, job.rules, job.gen)
+        return Drawn(results, z)
+
+
+@register("reconstruct")
+class ReconstructSampler(Sampler):
+    """The whole input piece, encoded (z = mu, or z ~ q(z|x) with sample_z) and decoded."""
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        z, piece = reconstruct_file(job.loaded, job.req.input, job.sampling, job.req, job.gen, job.rules)
+        return Drawn([piece], z)  # one piece, whole
+
+
+@register("interpolate")
+class InterpolateSampler(Sampler):
+    """`steps` points slerped from the input's first window's posterior mean to input2's; also writes the
+    ends (the windows encoded and their reconstructions) and one grid figure."""
+
+    takes_attributes = False
+
+    def __init__(self):
+        self.ends: InterpolationEnds | None = None
+        self.recons: list[list[int]] = []
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        super().check_request(req)
+        if not req.input2:
+            raise UserError("mode=interpolate needs input2=path/to/b.mid (it interpolates from input to input2)")
+        if req.steps < 2:
+            raise UserError(f"steps={req.steps}: an interpolation needs at least 2 steps (both ends)")
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        loaded, req, model = job.loaded, job.req, job.loaded.model
+        self.ends = interpolation_ends(loaded, req.input, req.input2, req.batch_size, job.rules)
+        z = interpolation_path(self.ends.mu, req.steps, self.ends.segments, job.rules)
+        bars = None if model.per_bar else loaded.window_bars
+        results = decode_latents(model, z, job.sampling, job.rules, job.gen, req.batch_size, bars=bars,
+                                 window_bars=loaded.window_bars)  # fmt: skip
+        # The ends' reconstructions draw from the same generator *after* the path, so the path's tokens at a
+        # seed are what they were before the ends were written (and do not depend on them).
+        self.recons = reconstruct_segments(model, self.ends.segments, self.ends.mu, job.sampling, job.rules, job.gen,
+                                           req.batch_size)  # fmt: skip
+        return Drawn(results, z)
+
+    def write_extras(self, job: SamplingJob, out: Path, summary: dict, pms: list) -> None:
+        req = job.req
+        summary["ends"], end_pms, end_titles = write_interpolation_ends(
+            job.loaded.tokenizer, self.ends, self.recons, (req.input, req.input2), out, job.rules, req.piano_roll,
+            req.audio)  # fmt: skip
+        if req.piano_roll:  # one figure: input A | recon A | the path | recon B | input B
+            path_titles = [f"step {k}: α = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
+            grid_png([*end_pms[:2], *pms, *end_pms[2:]], out / "interpolate_grid.png",
+                     [*end_titles[:2], *path_titles, *end_titles[2:]])  # fmt: skip
+            summary["grid"] = "interpolate_grid.png"
+
+
+@register("edit")
+class EditSampler(Sampler):
+    """The input's bar latents with bars `edit_bars` replaced by the source's same bars, decoded (model.latent=bar)."""
+
+    takes_attributes = False
+    takes_edit_bars = True
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        if req.bars is not None:  # the key of the range before edit_bars
+            raise UserError(f"bars={req.bars!r} is mode=prior's number of bars (mode=edit takes its range as edit_bars={req.bars})")
+        super().check_request(req)
+        if not req.source:
+            raise UserError("mode=edit needs source=path/to/b.mid (whose bars replace the input's)")
+        req.bar_range()  # checks the form
+
+    def check_model(self, req: SampleRequest, model: MusicVAE) -> None:
+        if not model.per_bar:
+            raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
+        super().check_model(req, model)
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        loaded, req = job.loaded, job.req
+        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, job.rules)
+        results = decode_latents(loaded.model, z, job.sampling, job.rules, job.gen, req.batch_size,
+                                 window_bars=loaded.window_bars)  # fmt: skip
+        return Drawn(results, z)
+
+
+@register("shift")
+class ShiftSampler(Sampler):
+    """The input reconstructed with every latent moved by `amount` x the checkpoint's vector of `attribute`."""
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        super().check_request(req)
+        if not req.attribute:
+            raise UserError("mode=shift needs attribute=NAME (e.g. note_density) and amount=X")
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        shift = attribute_shift(job.loaded, job.req)
+        z, piece = reconstruct_file(job.loaded, job.req.input, job.sampling, job.req, job.gen, job.rules, shift=shift)
+        return Drawn([piece], z)
+
+
+@register("transfer")
+class TransferSampler(Sampler):
+    """The input re-decoded from its own z with changed attribute classes (a model with model.attributes)."""
+
+    @classmethod
+    def check_request(cls, req: SampleRequest) -> None:
+        super().check_request(req)
+        if not req.class_changes():
+            raise UserError("mode=transfer needs a class change, e.g. rhythm=+2 polyphony=-1 (relative) or rhythm=5")
+
+    def draw(self, job: SamplingJob) -> Drawn:
+        req = job.req
+        z, piece = reconstruct_file(job.loaded, req.input, job.sampling, req, job.gen, job.rules,
+                                    changes=req.class_changes())  # fmt: skip
+        return Drawn([piece], z)
+
+
+MODES = tuple(SAMPLERS)  # prior, reconstruct, interpolate, edit, shift, transfer
 
 
 def sample(req: SampleRequest) -> dict:
@@ -177,56 +374,24 @@ def sample(req: SampleRequest) -> dict:
         model.compile_parts(frozen=True)  # weights fixed from here: inductor may treat them as constants
     torch.manual_seed(req.seed)
     gen = torch.Generator(device=req.device).manual_seed(req.seed)
-    cfg = SamplingConfig(req.temperature, req.top_k, req.top_p, req.max_tokens)
-    rules = token_rules(tok, req.grammar)
+    job = SamplingJob(loaded, req, req.sampling(), token_rules(tok, req.grammar), gen)
     out = Path(req.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    changes = req.class_changes()
-    check_mode(req, model, changes)
-    if req.mode == "prior":
-        results, z = prior(loaded, req, cfg, rules, gen)
-    elif req.mode == "reconstruct":
-        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules)
-        results = [piece]  # one piece, whole
-    elif req.mode == "transfer":
-        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, changes=changes)
-        results = [piece]
-    elif req.mode == "shift":
-        z, piece = reconstruct_file(loaded, req.input, cfg, req, gen, rules, shift=attribute_shift(loaded, req))
-        results = [piece]
-    elif req.mode == "edit":
-        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, rules)
-        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars)
-    else:
-        ends = interpolation_ends(loaded, req.input, req.input2, req.batch_size, rules)
-        z = interpolation_path(ends.mu, req.steps, ends.segments, rules)
-        bars = None if model.per_bar else loaded.window_bars
-        results = decode_latents(model, z, cfg, rules, gen, req.batch_size, bars=bars, window_bars=loaded.window_bars)
-        # The ends' reconstructions draw from the same generator *after* the path, so the path's tokens at a
-        # seed are what they were before the ends were written (and do not depend on them).
-        recons = reconstruct_segments(model, ends.segments, ends.mu, cfg, rules, gen, req.batch_size)
-
-    summary, pms = write_results(req, loaded, results, z, out, rules)
-    if req.mode == "interpolate":
-        summary["ends"], end_pms, end_titles = write_interpolation_ends(
-            tok, ends, recons, (req.input, req.input2), out, rules, req.piano_roll, req.audio)  # fmt: skip
-        if req.piano_roll:  # one figure: input A | recon A | the path | recon B | input B
-            path_titles = [f"step {k}: α = {k / (req.steps - 1):.2f}" for k in range(req.steps)]
-            grid_png([*end_pms[:2], *pms, *end_pms[2:]], out / "interpolate_grid.png",
-                     [*end_titles[:2], *path_titles, *end_titles[2:]])  # fmt: skip
-            summary["grid"] = "interpolate_grid.png"
+    sampler = SAMPLERS[req.mode]()
+    sampler.check_model(req, model)
+    check_classes(req, model)
+    drawn = sampler.draw(job)
+    summary, pms = write_results(req, loaded, drawn.results, drawn.z, out, job.rules)
+    sampler.write_extras(job, out, summary, pms)
     (out / "samples.json").write_text(json.dumps(summary, indent=2))
     dropped = sum(r["malformed_tokens_dropped"] for r in summary["results"])
-    log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(results), req.mode, out, dropped)
+    log.info("wrote %d %s result(s) to %s (%d malformed tokens dropped)", len(drawn.results), req.mode, out, dropped)
     return summary
 
 
-def check_mode(req: SampleRequest, model, changes: dict) -> None:
-    """UserError when the checkpoint cannot do what the request asks (its latents, its attributes)."""
-    if req.mode == "edit" and not model.per_bar:
-        raise UserError(f"mode=edit swaps bar latents: {req.ckpt} has one latent per segment (train with model.latent=bar)")
-    if model.cfg.attributes and req.mode in ("interpolate", "edit"):
-        raise UserError(f"mode={req.mode} does not take a model trained with model.attributes yet: use reconstruct, transfer, shift or prior")
+def check_classes(req: SampleRequest, model: MusicVAE) -> None:
+    """UserError when the request asks for attribute classes the checkpoint's decoder was not trained with."""
+    changes = req.class_changes()
     if changes and not model.cfg.attributes:
         raise UserError(f"{req.ckpt} was trained without model.attributes: its decoder cannot be told classes (retrain with model.attributes=[rhythm,polyphony])")
     unknown = sorted(set(changes) - set(model.cfg.attributes))
@@ -331,13 +496,6 @@ def interpolation_ends(loaded: LoadedCheckpoint, a: str, b: str, batch_size: int
     first = [w.segments[0].tolist() for w in windows]
     mu, _ = encode_segments(loaded.model, first, batch_size, rules.bar_ids)  # (2, c) or (2, K, c)
     return InterpolationEnds(first, [int(w.start_bars[0]) for w in windows], mu)
-
-
-def interpolation_z(loaded: LoadedCheckpoint, a: str, b: str, steps: int, batch_size: int, rules: TokenRules):
-    """Slerp between the posterior means of the first window of `a` and of `b`, ends included: (steps, c);
-    per bar, bar by bar over the bars both windows hold: (steps, K, c)."""
-    ends = interpolation_ends(loaded, a, b, batch_size, rules)
-    return interpolation_path(ends.mu, steps, ends.segments, rules)
 
 
 def write_result(

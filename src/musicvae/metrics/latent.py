@@ -1,17 +1,31 @@
 """Posterior-collapse diagnostics on encoder outputs: active units, mutual information, z-gap partners.
 
-The per-dim KL lives in `musicvae.training.kl.kl_per_dim`.
+The per-dim KL lives in `musicvae.training.kl.kl_per_dim`. `LatentEvalConfig` holds the defaults of the
+settings these read from train.yaml's `eval` node (schema/latent_eval).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from musicvae.config import register_schema
 
-def active_units(mu: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
+
+@dataclass(frozen=True)
+class LatentEvalConfig:
+    """train.yaml's `eval` node, less `eval.fidelity` (FidelityConfig): how the latent statistics are read."""
+
+    au_threshold: float = 0.01  # a latent dim is active if Var_x(mu) exceeds this (Burda et al. 2015)
+
+
+register_schema("latent_eval", LatentEvalConfig)
+
+
+def active_units(mu: Tensor, threshold: float = LatentEvalConfig.au_threshold) -> tuple[int, Tensor]:
     """Active units (Burda et al. 2015): dim u is active if Var_x(E_q[z_u | x]) > threshold.
 
     mu: [N, c] posterior means over the whole eval set (N >= 2) → (count, variances [c] float64). The

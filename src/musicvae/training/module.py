@@ -30,7 +30,12 @@ from torchmetrics import Metric
 
 from musicvae.errors import UserError
 from musicvae.generation.inference import segment_classes
-from musicvae.metrics.latent import active_units, group_derangement, mutual_information_terms
+from musicvae.metrics.latent import (
+    LatentEvalConfig,
+    active_units,
+    group_derangement,
+    mutual_information_terms,
+)
 from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
 from musicvae.tokens.attribute_classes import AttributeBins, latent_values
@@ -54,7 +59,7 @@ class VAEModule(pl.LightningModule):
         optim: dict,
         tokenizer: dict | None = None,
         data: dict | None = None,
-        au_threshold: float = 0.01,
+        au_threshold: float = LatentEvalConfig.au_threshold,
         data_source: dict | None = None,
     ):
         super().__init__()
@@ -80,7 +85,7 @@ class VAEModule(pl.LightningModule):
     def token_nll(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-token NLL of tokens[:, 1:] under logits (B, T-1, V), zero on padding. -> (B, T-1)."""
         b, t, v = logits.shape
-        # Flat (B*T, V) rows: cross_entropy over a transposed (B, V, T) view runs ~4x slower on CPU.
+        # Flat (B*T, V) rows: cross_entropy over a transposed (B, V, T) view runs several times slower on CPU.
         nll = F.cross_entropy(logits.reshape(b * t, v).float(), tokens[:, 1:].reshape(b * t), reduction="none")
         return nll.view(b, t) * mask[:, 1:]
 

@@ -56,7 +56,8 @@ class OptimConfig:
 
 
 def lr_factor(
-    step: int, warmup: int, total: int, min_ratio: float, schedule: str = "cosine", cooldown: float = 0.2
+    step: int, warmup: int, total: int, min_ratio: float, schedule: str = OptimConfig.schedule,
+    cooldown: float = OptimConfig.cooldown,
 ) -> float:  # fmt: skip
     """Linear warm-up to 1, then the schedule: cosine decay to `min_ratio` at `total` steps (flat after);
     constant 1; wsd 1 until the last `cooldown` fraction of `total`, then 1 − sqrt down to `min_ratio`."""
