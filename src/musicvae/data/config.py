@@ -61,8 +61,8 @@ class DataConfig:
     file_timeout_s: float | None = 120.0
     transpose: int = 5  # train only: random shift in [-transpose, +transpose] semitones, pitches kept in range
     batch_size: int = 32
-    # true: train batches of similar-length segments (shuffled; under DDP each process its own share): ~2x
-    # faster on CPU here, but worse recon at equal steps (measured 1.48 vs 1.38 nats/token at step 149)
+    # true: train batches of similar-length segments (shuffled; under DDP each process its own share): less
+    # padding, so faster steps, but batches less varied, so a worse reconstruction at equal steps
     group_by_length: bool = False
     # DataLoader processes per training process (not `workers`, which tokenize): "auto" = min(4, cores per
     # process) when training on a GPU, 0 on CPU where they only cost; or an integer >= 0. Memory is pinned

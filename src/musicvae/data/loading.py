@@ -98,10 +98,10 @@ class LengthGroupedBatches(DistributedSampler):
     which its segments' random transpositions are drawn: the data do not depend on when a batch is loaded
     (loaders fetch ahead of training), on the worker that loads it, or on the global random stream.
 
-    Padding to the longest row of a batch then costs little (measured on 2-bar Bach segments: mean batch length ~120 instead of ~200
-    tokens). Rank r of W takes batches r, r + W, r + 2W, ...: the ranks' batches are disjoint and
-    together cover every segment. When the batch count does not divide by W, the first batches of the
-    shuffled list are repeated at its end (as DistributedSampler pads) so that every rank gets
+    Padding to the longest row of a batch then costs little: the rows of a batch have similar lengths.
+    Rank r of W takes batches r, r + W, r + 2W, ...: the ranks' batches are disjoint and together cover
+    every segment. When the batch count does not divide by W, the first batches of the shuffled list are
+    repeated at its end (as DistributedSampler pads) so that every rank gets
     ceil(batches / W): DDP hangs when one rank runs out of batches before the others.
 
     Yields lists of indices, so it goes in a DataLoader as `sampler=` with `batch_size=None` over a
