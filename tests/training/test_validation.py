@@ -169,7 +169,7 @@ def test_elbo_is_sampled_nll_plus_kl_by_hand(datamodule):
         for position in range(len(sample)):  # one segment at a time: no padding at all
             tokens, mask, _ = dm.collate([dm.datasets["val"][int(sample.indices[position])]])
             mu, logvar = module.model.encode(tokens, mask)
-            z = mu + module._eps[position] * torch.exp(0.5 * logvar)  # the sample's fixed noise
+            z = mu + module._fixed.eps[position] * torch.exp(0.5 * logvar)  # the sample's fixed noise
             logits = module.model.decode(tokens[:, :-1], z)
             nll_sum += torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:], reduction="sum").item()
             kl_sum += kl_per_dim(mu, logvar).sum().item()

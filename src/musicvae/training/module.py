@@ -21,6 +21,7 @@ latents, z-gap with every bar's latent swapped for the same bar's latent of a se
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -49,6 +50,28 @@ log = logging.getLogger(__name__)
 EVAL_SEED = 0  # the val sample's noise and z-gap partners: the same for every run, whatever its seed
 
 
+@dataclass
+class ValSampleFixed:
+    """What is drawn once for the fixed val sample (`sample`, the datamodule's) and kept between validations."""
+
+    sample: object  # the datamodule's val sample these were drawn for
+    eps: torch.Tensor  # (N, c) or (N, K, c): the noise of z ~ q(z|x), per position
+    partners: torch.Tensor | None  # (N,): each position's z-gap partner (a segment of another piece)
+    attributes: torch.Tensor | None  # (N, [K,] A): model.attributes, the segments' own classes
+
+
+@dataclass
+class ValReference:
+    """The whole val sample as one validation sees it, float32, looked up by position in each batch."""
+
+    mu: torch.Tensor  # (N, c), or (N, K, c) per bar (absent bars zero)
+    logvar: torch.Tensor  # like mu
+    eps: torch.Tensor  # like mu: ValSampleFixed.eps on the device
+    present: torch.Tensor  # (N, K) bool: which latents exist ((N, 1), all, per segment)
+    partners: torch.Tensor | None  # (N,) or None (one piece only: no z-gap)
+    attributes: torch.Tensor | None  # (N, [K,] A) or None
+
+
 class VAEModule(pl.LightningModule):
     """Owns the loss and the logging. Its hyperparameters make a checkpoint self-contained."""
 
@@ -70,10 +93,8 @@ class VAEModule(pl.LightningModule):
         self.kl_cfg = KLConfig(**kl)
         self.val_sums = ValidationSums()  # the validation's streamed sums, reduced across DDP ranks by torchmetrics
         self.last_kl_dims: torch.Tensor | None = None  # (c,) of the last validation: KLPerDimLog writes it
-        self._ref: dict[str, torch.Tensor] = {}  # the val sample's posteriors during a validation
-        self._partners: torch.Tensor | None = None  # z-gap partner of each val sample position
-        self._eps: torch.Tensor | None = None  # the val sample's fixed noise (N, c)
-        self._val_attributes: torch.Tensor | None = None  # model.attributes: the val sample's own classes
+        self._fixed: ValSampleFixed | None = None  # what is drawn once per val sample (noise, partners, classes)
+        self._ref: ValReference | None = None  # the val sample's posteriors, during a validation only
         self._fused = False  # whether configure_optimizers chose fused AdamW (gradient clipping follows it)
         # model.attributes: class edges fitted on the training split at the first setup (then kept in the
         # checkpoint, so sampling needs nothing else), and the reader of attribute values from tokens
@@ -134,9 +155,8 @@ class VAEModule(pl.LightningModule):
         with torch.no_grad(), self.trainer.precision_plugin.val_step_context():
             self._ref = self._encode_val_sample()
 
-    def _encode_val_sample(self) -> dict[str, torch.Tensor]:
-        """The whole val sample's posteriors, float32: mu, logvar (N, c) or (N, K, c) per bar, with the bars
-        each row has (N, K) (K the most bars of a segment); its fixed noise (like mu) and partners (N,)."""
+    def _encode_val_sample(self) -> ValReference:
+        """The whole val sample's posteriors, float32, with its fixed noise, partners and classes."""
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "val_sample"):
             raise UserError("validation needs the MidiDataModule's fixed val sample: pass datamodule=")
@@ -150,44 +170,47 @@ class VAEModule(pl.LightningModule):
             inputs.append((tokens, mask))
         per_bar = self.model.per_bar  # batches may differ in their most bars: padded with absent bars (0, 0)
         mu, logvar = cat_latents(mus, per_bar), cat_latents(logvars, per_bar)
-        if self._eps is None or self._eps.shape != mu.shape:  # fixed per sample: drawn once
-            pieces = dm.val_sample.pieces
-            gen = torch.Generator().manual_seed(EVAL_SEED)
-            self._partners = group_derangement(pieces, gen) if len(set(pieces.tolist())) > 1 else None
-            self._eps = torch.randn(mu.shape, generator=gen)
-            k = mu.shape[1] if per_bar else None  # the segments' own attribute classes: fixed too, read once
-            attrs = [self.batch_attributes(t, m, k) for t, m in inputs] if self.model.cfg.attributes else None
-            self._val_attributes = torch.cat(attrs) if attrs else None
-        partners = self._partners.to(self.device) if self._partners is not None else None
-        return {
-            "mu": mu, "logvar": logvar, "eps": self._eps.to(self.device), "partners": partners,
-            "present": cat_latents(present, per_bar),  # (N, K): which latents exist; (N, 1), all, per segment
-            "attributes": self._val_attributes,  # (N, [K,] A) or None
-        }  # fmt: skip
+        if self._fixed is None or self._fixed.sample is not dm.val_sample:
+            self._fixed = self._draw_fixed(dm.val_sample, mu, inputs)
+        partners = self._fixed.partners.to(self.device) if self._fixed.partners is not None else None
+        return ValReference(
+            mu=mu, logvar=logvar, eps=self._fixed.eps.to(self.device), partners=partners,
+            present=cat_latents(present, per_bar), attributes=self._fixed.attributes,
+        )  # fmt: skip
+
+    def _draw_fixed(self, sample, mu: torch.Tensor, inputs: list) -> ValSampleFixed:
+        """The val sample's z-gap partners, noise (like mu) and own attribute classes: the same at every
+        validation of every run (EVAL_SEED), so the metrics compare across validations and runs."""
+        gen = torch.Generator().manual_seed(EVAL_SEED)
+        partners = group_derangement(sample.pieces, gen) if len(set(sample.pieces.tolist())) > 1 else None
+        eps = torch.randn(mu.shape, generator=gen)
+        k = mu.shape[1] if self.model.per_bar else None
+        attrs = [self.batch_attributes(t, m, k) for t, m in inputs] if self.model.cfg.attributes else None
+        return ValSampleFixed(sample=sample, eps=eps, partners=partners, attributes=torch.cat(attrs) if attrs else None)
 
     def validation_step(self, batch, batch_idx):
         tokens, mask, bars, positions = batch  # (B, T) x 3, (B,)
         ref = self._ref
-        mu, logvar = ref["mu"][positions], ref["logvar"][positions]  # (B, [K,] c): the reference's own rows
+        mu, logvar = ref.mu[positions], ref.logvar[positions]  # (B, [K,] c): the reference's own rows
         inputs, target_mask = tokens[:, :-1], mask[:, 1:]
         in_bars = bars[:, :-1] if self.model.per_bar else None
-        attrs = None if ref["attributes"] is None else ref["attributes"][positions]  # the segment's own classes
+        attrs = None if ref.attributes is None else ref.attributes[positions]  # the segment's own classes
         logits = self.model.decode(inputs, mu, bars=in_bars, attributes=attrs)  # z = mu: recon and accuracy
         nll = self.token_nll(logits, tokens, mask)  # (B, T-1)
-        z = self.model.reparameterize(mu, logvar, ref["eps"][positions])  # z ~ q(z|x), seeded by position
+        z = self.model.reparameterize(mu, logvar, ref.eps[positions])  # z ~ q(z|x), seeded by position
         nll_sampled = self.token_nll(self.model.decode(inputs, z, bars=in_bars, attributes=attrs), tokens, mask)
         correct = (logits.argmax(-1) == tokens[:, 1:]) & target_mask
-        own, every = ref["present"][positions], ref["present"]
+        own, every = ref.present[positions], ref.present
         mi = mutual_information_terms(
-            existing(z, own), existing(mu, own), existing(logvar, own), existing(ref["mu"], every),
-            existing(ref["logvar"], every),
+            existing(z, own), existing(mu, own), existing(logvar, own), existing(ref.mu, every),
+            existing(ref.logvar, every),
         )  # per latent: one per segment, or one per bar
         sums = dict(
             nll=nll.sum(), nll_sampled=nll_sampled.sum(), tokens=target_mask.sum(), correct=correct.sum(),
             segments=torch.tensor(len(positions)), mi=mi.sum(),
         )  # fmt: skip
-        if ref["partners"] is not None:  # z-gap: the same tokens decoded from another piece's z (bar k: its bar k)
-            partner_mu = ref["mu"][ref["partners"][positions]]
+        if ref.partners is not None:  # z-gap: the same tokens decoded from another piece's z (bar k: its bar k)
+            partner_mu = ref.mu[ref.partners[positions]]
             partner_logits = self.model.decode(inputs, partner_mu, bars=in_bars, attributes=attrs)
             sums["nll_partner"] = self.token_nll(partner_logits, tokens, mask).sum()
         self.val_sums.update(**sums)
@@ -197,8 +220,8 @@ class VAEModule(pl.LightningModule):
         n = s["segments"]
         if n == 0:
             return
-        present = self._ref["present"]  # (N, K): which latents exist (all of them per segment)
-        mu, logvar = existing(self._ref["mu"], present), existing(self._ref["logvar"], present)  # (latents, c)
+        present = self._ref.present  # (N, K): which latents exist (all of them per segment)
+        mu, logvar = existing(self._ref.mu, present), existing(self._ref.logvar, present)  # (latents, c)
         kl_dims = kl_per_dim(mu.double(), logvar.double()).sum(0) / len(present)  # (c,) nats per segment
         kl_seg = kl_dims.sum()
         recon_tok = s["nll"] / s["tokens"]
@@ -214,13 +237,13 @@ class VAEModule(pl.LightningModule):
             "val/mi": s["mi"] / n,  # nats per segment (per bar: the sum of its bars' terms)
             "val/recon_acc": s["correct"] / s["tokens"],
         }
-        if self._ref["partners"] is not None:
+        if self._ref.partners is not None:
             metrics["val/zgap"] = (s["nll_partner"] - s["nll"]) / s["tokens"]
         elif not self.trainer.sanity_checking:
             log.warning("the val sample holds one piece only: val/zgap (partners from other pieces) not logged")
         self.log_dict({k: v.float() for k, v in metrics.items()}, sync_dist=False)
         self.last_kl_dims = kl_dims.float().cpu()
-        self._ref = {}
+        self._ref = None
 
     # ----- attributes (model.attributes): classes of each latent's bar(s), from the tokens -----------------
     def batch_attributes(self, tokens: torch.Tensor, mask: torch.Tensor, k: int | None = None) -> torch.Tensor | None:
