@@ -52,6 +52,7 @@ from musicvae.data.loading import (
 )
 from musicvae.data.segments import SPLITS, check_compatible
 from musicvae.errors import UserError
+from musicvae.tokens.attribute_classes import SegmentLabeler
 from musicvae.tokens.tokenize import TokenTable, bar_ids, build_tokenizer, token_table
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ class MidiDataModule(pl.LightningDataModule):
         self.datasets: dict[str, SegmentDataset] = {}
         self._val_sample: EvalSample | None = None
         self._resume_position = (0, 0)  # (epoch, batches done) a resumed run goes on from (load_state_dict)
+        # model.attributes: set by the model (its class edges) before training batches are made; train
+        # batches then carry each segment's classes (train_collate)
+        self.labeler: SegmentLabeler | None = None
 
     @classmethod
     def with_tokenizer(cls, data_cfg: Any, tokenizer) -> MidiDataModule:
@@ -162,6 +166,11 @@ class MidiDataModule(pl.LightningDataModule):
     def collate(self) -> partial:
         """Segments -> (tokens, mask, bars) batches (picklable, for DataLoader workers)."""
         return partial(collate_segments, bar_ids=bar_ids(self.tokenizer))
+
+    @property
+    def train_collate(self) -> partial:
+        """`collate`, plus each segment's attribute classes when a model with attributes set `labeler`."""
+        return partial(collate_segments, bar_ids=bar_ids(self.tokenizer), labeler=self.labeler)
 
     @property
     def vocab_size(self) -> int:
@@ -283,7 +292,8 @@ class MidiDataModule(pl.LightningDataModule):
         else:  # in order; under DDP Lightning puts a DistributedSampler in
             batching = {"dataset": dataset, "batch_size": self.settings.batch_size, "shuffle": False}
         log.debug("%s loader: %s", split, settings)
-        return DataLoader(**batching, collate_fn=self.collate, generator=own_generator(), **settings.dataloader_kwargs())
+        collate = self.train_collate if split == "train" else self.collate
+        return DataLoader(**batching, collate_fn=collate, generator=own_generator(), **settings.dataloader_kwargs())
 
     def state_dict(self) -> dict:
         """Saved in every checkpoint: where training is in the data, (epoch, its batches trained on).

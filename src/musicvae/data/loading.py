@@ -21,6 +21,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, DistributedSampler
 
+from musicvae.tokens.attribute_classes import SegmentLabeler
 from musicvae.tokens.tokenize import BOS_ID, EOS_ID, PAD_ID
 
 AUTO_WORKERS_CAP = 4  # more workers than this only add start-up time: a batch of segments is cheap to build
@@ -37,9 +38,10 @@ def bar_index(tokens: torch.Tensor, bar_ids: Sequence[int] | torch.Tensor) -> to
 
 
 def collate_segments(
-    batch: Sequence[torch.Tensor], bar_ids: Sequence[int]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T], bars LongTensor[B, T]).
+    batch: Sequence[torch.Tensor], bar_ids: Sequence[int], labeler: SegmentLabeler | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Segments → (tokens LongTensor[B, T], mask BoolTensor[B, T], bars LongTensor[B, T]), and with a
+    `labeler` (model.attributes, training) their attribute classes too, LongTensor (B, [K,] A).
 
     Rows are framed BOS ... EOS and padded with PAD; T = the longest segment + 2. Row i: BOS, segment i,
     EOS, PAD, ...; mask True on BOS..EOS; bars: each token's bar (`bar_index`, from the Bar tokens
@@ -53,7 +55,10 @@ def collate_segments(
     tokens[:, 1 : longest + 1] = body  # the segments' padding is PAD already
     tokens[torch.arange(n_rows), lengths + 1] = EOS_ID  # right after each segment
     mask = torch.arange(longest + 2) < (lengths + 2).unsqueeze(1)  # [B, T]: BOS + segment + EOS
-    return tokens, mask, bar_index(tokens, bar_ids)
+    if labeler is None:
+        return tokens, mask, bar_index(tokens, bar_ids)
+    classes = torch.from_numpy(labeler([s.numpy() for s in batch]))  # the segments as batched (transposed)
+    return tokens, mask, bar_index(tokens, bar_ids), classes
 
 
 class SeededBatch(list):

@@ -160,3 +160,18 @@ def latent_classes(
     for i, r in enumerate(rows):
         out[i, : min(k, len(r))] = r[:k]
     return out
+
+
+@dataclass(frozen=True)
+class SegmentLabeler:
+    """Classes of the attributes `names` per latent of token segments (no BOS/EOS), computed where batches are
+    made (a DataLoader worker, on the CPU): the training step gets them with its batch, with no device sync."""
+
+    reader: AttributeReader
+    bins: AttributeBins
+    names: tuple[str, ...]
+    per_bar: bool
+
+    def __call__(self, segments) -> np.ndarray:
+        """(B, K, A) per bar (K: the batch's most bars), (B, A) per segment; int64."""
+        return latent_classes(self.reader, self.bins, segments, self.names, self.per_bar)

@@ -39,7 +39,7 @@ from musicvae.metrics.latent import (
 )
 from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, checkpoint_tag
 from musicvae.models.vae import MusicVAE, VAEConfig, cat_latents
-from musicvae.tokens.attribute_classes import AttributeBins, latent_values
+from musicvae.tokens.attribute_classes import AttributeBins, SegmentLabeler, latent_values
 from musicvae.tokens.attributes import AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import tokenizer_from_dict
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
@@ -135,8 +135,10 @@ class VAEModule(pl.LightningModule):
         }
 
     def training_step(self, batch, batch_idx):
-        tokens, mask, bars = batch  # (B, T) each
-        terms = self.loss_terms(tokens, mask, self.global_step, bars, self.batch_attributes(tokens, mask))
+        tokens, mask, bars, *labels = batch  # (B, T) each; with model.attributes, classes (B, [K,] A) too
+        if self.model.cfg.attributes and not labels:
+            raise UserError("model.attributes: train batches must carry their classes (MidiDataModule.labeler)")
+        terms = self.loss_terms(tokens, mask, self.global_step, bars, labels[0] if labels else None)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         self.log("kl", terms["kl"], prog_bar=True, logger=False)
@@ -269,6 +271,14 @@ class VAEModule(pl.LightningModule):
         values = np.concatenate(latent_values(reader, segments, self.model.per_bar))
         self.attribute_bins = AttributeBins.fit(values, definitions)
         return self.attribute_bins.histogram(values)
+
+    def on_fit_start(self) -> None:
+        """model.attributes: the datamodule's train batches carry their classes from here on, labelled with the
+        edges this run trains with (fitted at setup, or a resumed checkpoint's: restored before fit starts)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.model.cfg.attributes and self.attribute_bins is not None and hasattr(dm, "labeler"):
+            names = tuple(self.model.cfg.attributes)
+            dm.labeler = SegmentLabeler(self._reader(), self.attribute_bins, names, self.model.per_bar)
 
     # ----- optimisation -------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
