@@ -21,13 +21,11 @@ latents, z-gap with every bar's latent swapped for the same bar's latent of a se
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 
 from musicvae.errors import UserError
 from musicvae.generation.inference import segment_classes
@@ -44,32 +42,11 @@ from musicvae.tokens.attributes import AttributeDefinitions, AttributeReader
 from musicvae.tokens.tokenize import tokenizer_from_dict
 from musicvae.training.kl import KLConfig, beta_at, kl_per_dim, segment_kl
 from musicvae.training.optim import OptimConfig, build_optimizer, use_fused_adamw
+from musicvae.training.validation import ValidationSums, ValReference, ValSampleFixed, existing
 
 log = logging.getLogger(__name__)
 
 EVAL_SEED = 0  # the val sample's noise and z-gap partners: the same for every run, whatever its seed
-
-
-@dataclass
-class ValSampleFixed:
-    """What is drawn once for the fixed val sample (`sample`, the datamodule's) and kept between validations."""
-
-    sample: object  # the datamodule's val sample these were drawn for
-    eps: torch.Tensor  # (N, c) or (N, K, c): the noise of z ~ q(z|x), per position
-    partners: torch.Tensor | None  # (N,): each position's z-gap partner (a segment of another piece)
-    attributes: torch.Tensor | None  # (N, [K,] A): model.attributes, the segments' own classes
-
-
-@dataclass
-class ValReference:
-    """The whole val sample as one validation sees it, float32, looked up by position in each batch."""
-
-    mu: torch.Tensor  # (N, c), or (N, K, c) per bar (absent bars zero)
-    logvar: torch.Tensor  # like mu
-    eps: torch.Tensor  # like mu: ValSampleFixed.eps on the device
-    present: torch.Tensor  # (N, K) bool: which latents exist ((N, 1), all, per segment)
-    partners: torch.Tensor | None  # (N,) or None (one piece only: no z-gap)
-    attributes: torch.Tensor | None  # (N, [K,] A) or None
 
 
 class VAEModule(pl.LightningModule):
@@ -324,27 +301,6 @@ class VAEModule(pl.LightningModule):
             self.attribute_bins = AttributeBins.from_dict(checkpoint[ATTRIBUTE_BINS_KEY])
 
 
-class ValidationSums(Metric):
-    """The validation's sums (float64): token NLL under z = mu, z ~ q and a partner's z, tokens, correct tokens,
-    segments and MI terms. torchmetrics sums them across DDP ranks when computed, so every metric is a ratio
-    of global sums: no metric depends on how the sample was split over ranks or batches."""
-
-    KEYS = ("nll", "nll_sampled", "nll_partner", "tokens", "correct", "segments", "mi")
-    full_state_update = False
-
-    def __init__(self):
-        super().__init__()
-        for key in self.KEYS:
-            self.add_state(key, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, **sums: torch.Tensor) -> None:
-        for key, value in sums.items():
-            setattr(self, key, getattr(self, key) + value.detach().double())
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return {key: getattr(self, key) for key in self.KEYS}
-
-
 def check_attribute_classes(counts: dict[str, list[int]], names, allow_empty: bool) -> None:
     """Log the training latents per class of each conditioned attribute; UserError when one holds none (a
     model cannot learn a class it never sees, and requesting it would measure nothing) unless `allow_empty`."""
@@ -360,8 +316,3 @@ def check_attribute_classes(counts: dict[str, list[int]], names, allow_empty: bo
         )
     if empty:
         log.warning("attribute classes without a training latent: %s (data.attributes.allow_empty_classes=true)", empty)
-
-
-def existing(latents: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Latents (N, c) or (N, K, c) -> (rows, c): the ones `present` (N, 1) or (N, K) marks as existing."""
-    return latents.reshape(-1, latents.shape[-1])[present.reshape(-1)]
