@@ -162,6 +162,7 @@ def test_script_without_x_transformers_prints_one_line_and_exits_2():
     ]
 
 
+@pytest.mark.slow  # a benchmark end to end (x-transformers' and our model timed)
 def test_script_compare_runs_and_prints_the_ratios():
     proc = run_script("compare", *(f"{k}={v}" for k, v in TINY.items()))
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("latent", ["segment", "bar"])  # one z per segment, or one per bar: the same report
+# one z per segment, or one per bar: the same report (the segment sweep is slow: the bar one covers the path)
+@pytest.mark.parametrize("latent", [pytest.param("segment", marks=pytest.mark.slow), "bar"])
 def test_experiment_sweeps_modes_and_seeds_and_writes_the_report(midi_folder, tmp_path, latent):
     sweep = tmp_path / "sweep"
     tiny = [

@@ -1,5 +1,7 @@
 """The data benchmark on a synthetic corpus: seeded files, reused, figures from a real build."""
 
+import pytest
+
 from musicvae.benchmarks.data import (
     DataBenchOptions,
     run_data_benchmark,
@@ -31,6 +33,7 @@ def test_benchmark_options_are_told_from_overrides():
     assert DataBenchOptions(synthetic=5).tries == 1 and DataBenchOptions().tries == 2
 
 
+@pytest.mark.slow  # a benchmark end to end
 def test_data_benchmark_on_a_synthetic_corpus(configs_dir, tmp_path):
     figures = run_data_benchmark(
         str(configs_dir),

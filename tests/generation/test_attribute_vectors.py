@@ -92,6 +92,7 @@ def test_attributes_script_writes_the_vectors_beside_the_checkpoint(tiny_run, tm
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nope" in bad.stderr
 
 
+@pytest.mark.slow  # the script end to end again, on another corpus (the default run has the script's own test)
 def test_attributes_script_takes_another_data_source(tiny_run, tmp_path):
     ckpt = tmp_path / "copy.ckpt"
     ckpt.write_bytes(Path(tiny_run["ckpt"]).read_bytes())

@@ -30,18 +30,24 @@ def check_in_tune(audio: Path, midi: Path) -> None:
     assert int(np.argmax(r)) == 0 and r[0] > MIN_R, f"{audio}: r by semitone shift {np.round(r, 2).tolist()}"
 
 
-def test_a_rendered_chorale_is_in_tune_with_its_midi(tmp_path):
-    (midi,) = chorale_midi(["bwv10.7"], tmp_path / "bach")
-    audio = render_file(midi, AudioConfig(), out=tmp_path / f"bwv10.7.{AudioConfig().format}")
+@pytest.fixture(scope="module")
+def chorale(tmp_path_factory) -> tuple[Path, Path]:
+    """(MIDI, its audio in the default format) of a Bach chorale, rendered once for this module's tests."""
+    tmp = tmp_path_factory.mktemp("chorale")
+    (midi,) = chorale_midi(["bwv10.7"], tmp / "bach")
+    return midi, render_file(midi, AudioConfig(), out=tmp / f"bwv10.7.{AudioConfig().format}")
+
+
+def test_a_rendered_chorale_is_in_tune_with_its_midi(chorale):
+    midi, audio = chorale
     check_in_tune(audio, midi)
 
 
-def test_the_check_catches_a_semitone_off(tmp_path):
+def test_the_check_catches_a_semitone_off(chorale, tmp_path):
     """The same audio judged against its MIDI moved up a semitone fails: the check can fail."""
     import pretty_midi
 
-    (midi,) = chorale_midi(["bwv10.7"], tmp_path / "bach")
-    audio = render_file(midi, AudioConfig(), out=tmp_path / "bwv10.7.ogg")
+    midi, audio = chorale
     moved = pretty_midi.PrettyMIDI(str(midi))
     for inst in moved.instruments:
         for note in inst.notes:

@@ -136,7 +136,8 @@ def test_a_checkpoint_path_resumes_into_its_own_run(tmp_path):
     assert resume_checkpoint(None, False, tmp_path / "run") is None
 
 
-@pytest.mark.parametrize("signal", ["SIGTERM", "SIGUSR1"])  # SIGUSR1: SLURM's warning; outside SLURM, a stop
+# SIGUSR1: SLURM's warning; outside SLURM, a stop (slow: the same path as SIGTERM, another signal number)
+@pytest.mark.parametrize("signal", ["SIGTERM", pytest.param("SIGUSR1", marks=pytest.mark.slow)])
 def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_without_loss(overrides, compose_cfg, tmp_path, signal):
     whole = train(compose_cfg("train", overrides(tmp_path / "whole")))["run_dir"]
     run = tmp_path / "preempted"
