@@ -33,10 +33,11 @@ lock:
 
 install: $(VENV)/.installed
 
-# One pytest-xdist worker per core (each gets its share of torch's threads: tests/conftest.py); TEST_WORKERS=0: one process.
+# One pytest-xdist worker per core (each gets its share of torch's threads: tests/conftest.py), an idle worker
+# taking tests queued on the other (worksteal: the suite's few long tests otherwise finish last on one); TEST_WORKERS=0: one process.
 TEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

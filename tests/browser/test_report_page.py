@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from audio_checks import has_notes, pitch_class_profile, shift_correlations, strongest_frequency, synthesized
 
 pytestmark = pytest.mark.slow

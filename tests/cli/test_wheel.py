@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from conftest import TINY_TRAIN, write_pieces
 
 ROOT = Path(__file__).resolve().parents[2]

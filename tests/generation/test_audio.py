@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 import pytest
-from audio_checks import decode, pitch_class_profile, shift_correlations, strongest_frequency
 
+from audio_checks import decode, pitch_class_profile, shift_correlations, strongest_frequency
 from musicvae.errors import UserError
 from musicvae.generation.audio import FORMATS, AudioConfig, midi_files, render_file, render_many
 

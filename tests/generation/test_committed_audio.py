@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from audio_checks import decode, has_notes, pitch_class_profile, shift_correlations, synthesized
 from conftest import chorale_midi
-
 from musicvae.generation.audio import AUDIO_SUFFIXES, AudioConfig, render_file
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
