@@ -234,6 +234,7 @@ def test_malformed_token_sequences_still_write_valid_midi(remi_tokenizer, tmp_pa
 
 
 def test_reconstruction_keeps_a_silent_stretch_in_place(tiny_run, tmp_path, monkeypatch):
+    import musicvae.generation.inference as inference
     import musicvae.generation.modes as sampling
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
@@ -244,7 +245,7 @@ def test_reconstruction_keeps_a_silent_stretch_in_place(tiny_run, tmp_path, monk
     pm.instruments.append(piano)
     pm.write(str(tmp_path / "gap.mid"))
     # One marker token per decoded window, so the reassembly itself is what is checked.
-    monkeypatch.setattr(sampling, "reconstruct_segments", lambda model, segs, z, *args: [[1000 + i] for i in range(len(z))])
+    monkeypatch.setattr(inference, "reconstruct_segments", lambda model, segs, z, *args: [[1000 + i] for i in range(len(z))])
     loaded = load_checkpoint(tiny_run["ckpt"])
     req = SampleRequest(ckpt=str(tiny_run["ckpt"]), mode="reconstruct", input=str(tmp_path / "gap.mid"))
     rules = token_rules(loaded.tokenizer)

@@ -69,6 +69,7 @@ def sample_tokens(
     model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None,
     use_cache: bool = True, rules: TokenRules | None = None, bars: int | None = None,
     prompt: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
+    time_sigs: torch.Tensor | None = None,
 ) -> list[list[int]]:  # fmt: skip
     """z (B, c), or (B, K, c) one per bar -> B token lists (no BOS, no EOS, prompt included), decoded from
     BOS (and the `prompt` (B, P) after it, fed in one cached pass) until EOS or cfg.max_tokens.
@@ -81,6 +82,7 @@ def sample_tokens(
     With `use_cache` each step feeds only the newest token (per-layer KV cache); without it every
     step re-runs the whole prefix (the reference the cache is tested and benchmarked against).
     attributes: the classes a model with `model.attributes` decodes with, shaped like z but (..., A).
+    time_sigs: (B, K) the TimeSig id each bar must carry, -1: any (the input's skeleton; needs `rules.grammar`).
     """
     model.eval()
     rules = rules or TokenRules()
@@ -95,7 +97,10 @@ def sample_tokens(
     bar_ids_t = torch.as_tensor(list(bar_ids), dtype=torch.long, device=device)
     position_bars = bar_index(seq, bar_ids_t) if per_bar else None  # (B, T): each position's bar, as tokens come
     opened = torch.isin(seq[:, :length], bar_ids_t).sum(1)  # (B,) Bar tokens so far
-    state = _grammar_state(grammar, b, device, bars, max_new, prompt, f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len})")
+    if time_sigs is not None and grammar is None:
+        raise ValueError("a skeleton (time_sigs) is kept through the grammar mask: pass rules with a grammar")
+    budget = f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len})"
+    state = _grammar_state(grammar, b, device, bars, max_new, prompt, budget, time_sigs)
     done = torch.zeros(b, dtype=torch.bool, device=device)
     banned = torch.tensor(list(rules.banned), dtype=torch.long, device=device)
     fed = 0  # positions already in the cache
@@ -139,13 +144,14 @@ def _sequence_buffer(model: MusicVAE, cfg: SamplingConfig, b: int, device, promp
     return seq, max_new
 
 
-def _grammar_state(grammar, b: int, device, bars: int | None, max_new: int, prompt: torch.Tensor | None, budget: str):
+def _grammar_state(grammar, b: int, device, bars: int | None, max_new: int, prompt: torch.Tensor | None, budget: str,
+                   time_sigs: torch.Tensor | None = None):  # fmt: skip
     """The grammar's decoding state for b rows (None without a grammar), the prompt fed to it; UserError naming
     `budget` when max_new tokens cannot hold the bars asked for."""
     if grammar is None:
         return None
     try:
-        state = grammar.start(b, device, bars=bars, max_new=max_new)
+        state = grammar.start(b, device, bars=bars, max_new=max_new, time_sigs=time_sigs)
     except ValueError as e:
         raise UserError(f"{budget}: {e}") from None
     if prompt is not None and prompt.shape[1]:
@@ -173,9 +179,11 @@ def decode_latents(
     bars: int | None = None,
     window_bars: int | None = None,
     attributes: torch.Tensor | None = None,
+    time_sigs: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """z (N, c), one latent per sequence, or (N, K, c), one per bar -> N token lists, in batches.
-    attributes: classes (N, [K,] A) for a model with `model.attributes`.
+    attributes: classes (N, [K,] A) for a model with `model.attributes`. time_sigs: (N, K) the TimeSig id of
+    each bar, -1: any (an input's skeleton, kept through `rules.grammar`; see `bar_time_sigs`).
 
     bars: the bars each sequence must hold (per bar: K). window_bars: the most bars one pass decodes (the
     model's training segments: its positions end there). Per-bar latents for more bars than that are
@@ -190,12 +198,22 @@ def decode_latents(
         out: list[list[int]] = []
         for i in range(0, len(z), batch_size):
             part = None if attributes is None else attributes[i : i + batch_size]
-            out += sample_tokens(model, z[i : i + batch_size], cfg, generator, rules=rules, bars=bars, attributes=part)
+            skeleton = None if time_sigs is None else time_sigs[i : i + batch_size]
+            out += sample_tokens(model, z[i : i + batch_size], cfg, generator, rules=rules, bars=bars, attributes=part,
+                                 time_sigs=skeleton)  # fmt: skip
         return out
     return [
-        _decode_in_windows(model, row, cfg, rules, generator, window_bars, None if attributes is None else attributes[i])
+        _decode_in_windows(model, row, cfg, rules, generator, window_bars, None if attributes is None else attributes[i],
+                           None if time_sigs is None else time_sigs[i])  # fmt: skip
         for i, row in enumerate(z)
     ]
+
+
+def bar_time_sigs(ids: list[int], rules: TokenRules) -> list[int]:
+    """The skeleton of a token stream: per bar, the id of the TimeSig right after its Bar (-1 where none)."""
+    time_sig_ids = set(rules.grammar.time_sig_ids) if rules.grammar is not None else set()
+    return [ids[i + 1] if i + 1 < len(ids) and ids[i + 1] in time_sig_ids else -1
+            for i, t in enumerate(ids) if t in rules.bar_ids]  # fmt: skip
 
 
 def split_bars(ids: list[int], bar_ids: Sequence[int]) -> list[list[int]]:
@@ -209,9 +227,11 @@ def split_bars(ids: list[int], bar_ids: Sequence[int]) -> list[list[int]]:
 
 
 def _decode_in_windows(
-    model, z: torch.Tensor, cfg, rules: TokenRules, generator, window: int, attributes: torch.Tensor | None = None
-) -> list[int]:
-    """z (K, c) per bar, K > window (attributes (K, A) or None) -> one token list of K bars (see `decode_latents`)."""
+    model, z: torch.Tensor, cfg, rules: TokenRules, generator, window: int, attributes: torch.Tensor | None = None,
+    time_sigs: torch.Tensor | None = None,
+) -> list[int]:  # fmt: skip
+    """z (K, c) per bar, K > window (attributes (K, A), time_sigs (K,) or None) -> one token list of K bars (see
+    `decode_latents`)."""
     if not rules.bar_ids:
         raise ValueError("decoding bars in windows needs the tokenizer's bar_ids")
     k, empty_bar = z.shape[0], [rules.bar_ids[0]]
@@ -224,8 +244,9 @@ def _decode_in_windows(
         prompt = [t for bar in done[start:] for t in bar]
         prompt_t = torch.tensor([prompt], dtype=torch.long, device=z.device) if prompt else None
         part = None if attributes is None else attributes[None, start : len(done) + new]
+        skeleton = None if time_sigs is None else time_sigs[None, start : len(done) + new]
         ids = sample_tokens(model, z[None, start : len(done) + new], cfg, generator, rules=rules,
-                            bars=context + new, prompt=prompt_t, attributes=part)[0]  # fmt: skip
+                            bars=context + new, prompt=prompt_t, attributes=part, time_sigs=skeleton)[0]  # fmt: skip
         added = split_bars(ids, rules.bar_ids)[context:]  # the prompt is `context` whole bars
         done += (added + [list(empty_bar) for _ in range(new)])[:new]  # a window that ended early: empty bars
     return [t for bar in done for t in bar]

@@ -5,9 +5,11 @@
     mu, logvar = encode_segments(loaded.model, segments, 8, rules.bar_ids)
     ids = reconstruct_segments(loaded.model, segments, mu, SamplingConfig(), rules, generator, 8)
 
-`reconstruct_and_sample` is what the end-of-run evaluation and the media logged while training decode.
-Also a piece's bar latents (`piece_tokens`, `bar_latents`) and the attribute classes a model with
-`model.attributes` decodes with (`segment_classes`, `input_classes`, `apply_class_changes`).
+`reconstruct_and_sample` is what the media logged while training decode. A whole MIDI file, as
+`sample.py mode=reconstruct` and the whole-piece fidelity read it: `encode_piece`, then `decode_piece`
+(its skeleton kept: bar k of the output carries the input's bar k time signature). Also a piece's bar
+latents (`piece_tokens`, `bar_latents`) and the attribute classes a model with `model.attributes` decodes
+with (`segment_classes`, `input_classes`, `apply_class_changes`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from musicvae.data.config import DataConfig
 from musicvae.data.loading import collate_segments
 from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
-from musicvae.generation.decode import SamplingConfig, TokenRules, decode_latents, slerp, split_bars
+from musicvae.generation.decode import (
+    SamplingConfig,
+    TokenRules,
+    bar_time_sigs,
+    decode_latents,
+    slerp,
+    split_bars,
+)
 from musicvae.models.checkpoint import ATTRIBUTE_BINS_KEY, model_from_checkpoint, read_checkpoint
 from musicvae.models.vae import MusicVAE, cat_latents
 from musicvae.tokens import EOS_ID
@@ -94,17 +103,21 @@ def count_bars(ids: list[int], rules: TokenRules) -> int:
 
 def reconstruct_segments(
     model: MusicVAE, segments: list[list[int]], z: torch.Tensor, cfg: SamplingConfig, rules: TokenRules,
-    generator, batch_size: int, attributes: torch.Tensor | None = None,
+    generator, batch_size: int, attributes: torch.Tensor | None = None, skeleton: bool = False,
 ) -> list[list[int]]:  # fmt: skip
     """Decode each segment's z (N, c) or (N, K, c) into as many bars as the segment holds (with the
     grammar: exactly), so a reconstruction lines up with its input bar for bar. attributes: (N, [K,] A)
-    classes for a model with attributes."""
+    classes for a model with attributes. skeleton (with the grammar): each bar keeps its segment's time
+    signature."""
     counts = [count_bars(s, rules) for s in segments]
+    keep = skeleton and rules.grammar is not None
     out: list[list[int] | None] = [None] * len(segments)
     for n_bars in sorted(set(counts)):
         rows = [i for i, c in enumerate(counts) if c == n_bars]
         zs, attrs = (_rows(t, rows, n_bars if z.dim() == 3 else None) for t in (z, attributes))
-        decoded = decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars, attributes=attrs)
+        time_sigs = torch.tensor([bar_time_sigs(segments[i], rules) for i in rows], device=z.device) if keep else None
+        decoded = decode_latents(model, zs, cfg, rules, generator, batch_size, bars=n_bars, attributes=attrs,
+                                 time_sigs=time_sigs)  # fmt: skip
         for i, ids in zip(rows, decoded, strict=True):
             out[i] = ids
     return out  # type: ignore[return-value]
@@ -168,6 +181,62 @@ def bar_latents(loaded: LoadedCheckpoint, ids: list[int], batch_size: int, rules
     mu = torch.cat([m[:n] for m, n in zip(mu, counts, strict=True)])
     logvar = torch.cat([v[:n] for v, n in zip(logvar, counts, strict=True)])
     return mu, logvar
+
+
+@dataclass
+class EncodedPiece:
+    """A whole MIDI file as the model reads it (`encode_piece`): what `sample.py mode=reconstruct` decodes,
+    and what the whole-piece fidelity compares the output with."""
+
+    ids: list[int]  # the piece's tokens; per segment: its whole windows, a lone Bar where one was dropped
+    mu: torch.Tensor  # posterior means: (N_bars, c) per bar, (N_windows, c) per segment
+    logvar: torch.Tensor  # like mu
+    classes: torch.Tensor | None  # a model with attributes: the input's classes, (N_bars | N_windows, A)
+    segments: list[list[int]] | None = None  # per segment: each window's tokens
+    start_bars: list[int] | None = None  # per segment: the bar (0-based) each window starts at
+
+
+def encode_piece(loaded: LoadedCheckpoint, path: str | Path, batch_size: int, rules: TokenRules) -> EncodedPiece:
+    """Encode a whole MIDI file. Per bar: every bar's latent. Per segment: the model's non-overlapping bar
+    windows; windows the data rules drop (no notes) keep their place in time as empty bars, so a piece with a
+    silent stretch is not pulled together; bars after the last whole window are left out."""
+    model = loaded.model
+    if model.per_bar:
+        ids = piece_tokens(loaded, str(path))
+        mu, logvar = bar_latents(loaded, ids, batch_size, rules)  # (N_bars, c)
+        return EncodedPiece(ids, mu, logvar, input_classes(loaded, piece=ids))
+    bars = loaded.window_bars
+    windows = midi_to_windows(str(path), loaded.tokenizer, loaded.data, hop_bars=bars)
+    segments = [w.tolist() for w in windows.segments]
+    mu, logvar = encode_segments(model, segments, batch_size, rules.bar_ids)  # (N_windows, c)
+    starts = [int(b) for b in windows.start_bars]
+    return EncodedPiece(_join_windows(segments, starts, bars, rules), mu, logvar, input_classes(loaded, segments),
+                        segments, starts)  # fmt: skip
+
+
+def _join_windows(windows: list[list[int]], start_bars: list[int], bars: int, rules: TokenRules) -> list[int]:
+    """Windows of `bars` bars starting at `start_bars` -> one token list, a lone Bar for each bar between them."""
+    ids, next_bar = [], 0
+    for start, window in zip(start_bars, windows, strict=True):
+        ids += [rules.bar_ids[0]] * (start - next_bar) + window
+        next_bar = start + bars
+    return ids
+
+
+def decode_piece(
+    loaded: LoadedCheckpoint, piece: EncodedPiece, z: torch.Tensor, cfg: SamplingConfig, rules: TokenRules,
+    generator, batch_size: int, attributes: torch.Tensor | None = None, skeleton: bool = True,
+) -> list[int]:  # fmt: skip
+    """Decode a piece's latents z (shaped like piece.mu) into one token list, bar for bar with the input.
+    skeleton (with the grammar mask): output bar k carries the input's bar k time signature, so a 3/4 piece
+    comes back in 3/4 with its bar count. attributes: classes like piece.classes (a model with attributes)."""
+    keep = skeleton and rules.grammar is not None
+    if loaded.model.per_bar:
+        time_sigs = torch.tensor([bar_time_sigs(piece.ids, rules)], device=z.device) if keep else None
+        return decode_latents(loaded.model, z[None], cfg, rules, generator, batch_size, window_bars=loaded.window_bars,
+                              attributes=None if attributes is None else attributes[None], time_sigs=time_sigs)[0]  # fmt: skip
+    decoded = reconstruct_segments(loaded.model, piece.segments, z, cfg, rules, generator, batch_size, attributes, keep)
+    return _join_windows(decoded, piece.start_bars, loaded.window_bars, rules)
 
 
 def piece_bar_latents(loaded: LoadedCheckpoint, path: str, batch_size: int, rules: TokenRules):

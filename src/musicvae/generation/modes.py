@@ -41,14 +41,14 @@ from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
 from musicvae.generation.attribute_vectors import AttributeVectors, vectors_path
 from musicvae.generation.audio import AudioConfig
-from musicvae.generation.decode import SamplingConfig, TokenRules, decode_latents
+from musicvae.generation.decode import SamplingConfig, TokenRules, bar_time_sigs, decode_latents
 from musicvae.generation.inference import (
     LoadedCheckpoint,
     apply_class_changes,
-    bar_latents,
     count_bars,
+    decode_piece,
+    encode_piece,
     encode_segments,
-    input_classes,
     interpolation_path,
     load_checkpoint,
     piece_bar_latents,
@@ -84,6 +84,9 @@ class SampleRequest:
     # edit: the bars whose latents the source's replace, 1-based, both included: 5-8, or one bar: 5
     edit_bars: str | int | None = None
     grammar: bool = True  # mask the tokens the REMI grammar forbids: every token part of a note or a bar, exact bars
+    # reconstruct / edit / shift / transfer (with grammar): output bar k keeps the input's bar k time signature, so
+    # the piece comes back in its metre with its bar count; false: the decoder draws each bar's TimeSig
+    skeleton: bool = True
     # shift: the attribute vector to move z along (scripts/attributes.py first): rhythm | polyphony |
     # note_density | mean_pitch | pitch_range
     attribute: str | None = None
@@ -325,8 +328,11 @@ class EditSampler(Sampler):
     def draw(self, job: SamplingJob) -> Drawn:
         loaded, req = job.loaded, job.req
         z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, job.rules)
+        time_sigs = None
+        if req.skeleton and job.rules.grammar is not None:  # the input's metre, bar for bar
+            time_sigs = torch.tensor([bar_time_sigs(piece_tokens(loaded, req.input), job.rules)], device=z.device)
         results = decode_latents(loaded.model, z, job.sampling, job.rules, job.gen, req.batch_size,
-                                 window_bars=loaded.window_bars)  # fmt: skip
+                                 window_bars=loaded.window_bars, time_sigs=time_sigs)  # fmt: skip
         return Drawn(results, z)
 
 
@@ -445,41 +451,17 @@ def reconstruct_file(
     loaded: LoadedCheckpoint, path: str, cfg: SamplingConfig, req: SampleRequest, gen, rules,
     shift: torch.Tensor | None = None, changes: dict[str, tuple[bool, int]] | None = None,
 ):  # fmt: skip
-    """Encode and decode a whole piece: (z, the piece's ids); `shift` (c,) is added to every latent first.
-    A model with attributes decodes with the input's own classes, `changes` applied (mode=transfer).
-
-    Per bar: every bar's latent, decoded as one piece (in windows past the training length). Per segment:
-    the model's non-overlapping bar windows, each decoded into as many bars as it holds; windows the data
-    rules drop (no notes) keep their place in time as empty bars, so a piece with a silent stretch is not
-    pulled together. Bars after the last whole window are not reconstructed.
-    """
+    """Encode and decode a whole piece (`encode_piece`, `decode_piece`): (z, the piece's ids); z = mu, or
+    z ~ q(z|x) with sample_z, and `shift` (c,) added to every latent. A model with attributes decodes with the
+    input's own classes, `changes` applied (mode=transfer). With req.skeleton each output bar keeps the input
+    bar's time signature."""
     model = loaded.model
-
-    def inputs(mu, logvar, classes):
-        """z = mu (z ~ q(z|x) with sample_z) moved by `shift`; the input's classes with `changes` (or None)."""
-        z = MusicVAE.reparameterize(mu, logvar) if req.sample_z else mu
-        z = z if shift is None else z + shift
-        return z, None if classes is None else apply_class_changes(classes, model.cfg.attributes, changes or {})
-
-    if model.per_bar:
-        ids = piece_tokens(loaded, path)  # tokenized once: its bars' latents and classes
-        mu, logvar = bar_latents(loaded, ids, req.batch_size, rules)  # (N_bars, c)
-        z, attributes = inputs(mu[None], logvar[None], input_classes(loaded, piece=ids))  # (1, N_bars, c)
-        attributes = None if attributes is None else attributes[None]  # (1, N_bars, A)
-        return z, decode_latents(model, z, cfg, rules, gen, req.batch_size, window_bars=loaded.window_bars,
-                                 attributes=attributes)[0]  # fmt: skip
-    bars = loaded.window_bars
-    windows = midi_to_windows(path, loaded.tokenizer, loaded.data, hop_bars=bars)
-    segments = [w.tolist() for w in windows.segments]
-    mu, logvar = encode_segments(model, segments, req.batch_size, rules.bar_ids)
-    z, attributes = inputs(mu, logvar, input_classes(loaded, segments))
-    decoded = reconstruct_segments(model, segments, z, cfg, rules, gen, req.batch_size, attributes)
-    bar = loaded.tokenizer.vocab["Bar_None"]
-    ids, next_bar = [], 0
-    for start, window in zip(windows.start_bars, decoded, strict=True):
-        ids += [bar] * (start - next_bar) + window  # empty bars stand in for dropped windows
-        next_bar = start + bars
-    return z, ids
+    piece = encode_piece(loaded, path, req.batch_size, rules)
+    z = MusicVAE.reparameterize(piece.mu, piece.logvar) if req.sample_z else piece.mu
+    z = z if shift is None else z + shift
+    classes = None if piece.classes is None else apply_class_changes(piece.classes, model.cfg.attributes, changes or {})
+    ids = decode_piece(loaded, piece, z, cfg, rules, gen, req.batch_size, classes, skeleton=req.skeleton)
+    return (z[None] if model.per_bar else z), ids
 
 
 class InterpolationEnds(NamedTuple):

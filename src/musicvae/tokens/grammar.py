@@ -32,6 +32,9 @@ on the Bach chorales and on hand-made scores with empty bars, time signature cha
 - With a token budget (`max_new`), a token is allowed only if the tokens that must follow it (the rest
   of its note, `Bar TimeSig` per missing bar, EOS) still fit: the mask closes a row in time, padding
   it with empty bars if it must.
+- With a skeleton (`time_sigs`, one TimeSig id per bar and row), bar k's TimeSig is the one given: a
+  piece reconstructed from its input keeps the input's metre bar for bar (with `bars=K`, its bar count
+  too), rather than drawing each bar's metre and shifting every later bar against the input.
 
 The state of a row is the kind of its last token, the last Position in the bar, the bar's length,
 the bars opened and the tokens emitted. Each step is a handful of batched tensor ops (lookups into
@@ -86,6 +89,7 @@ class GrammarState:
     bar_max: torch.Tensor  # long: Bar allowed while bars < bar_max
     eos_min: torch.Tensor  # long: EOS allowed once bars >= eos_min
     budget: torch.Tensor | None  # long: steps allowed from start(), EOS included
+    time_sigs: torch.Tensor | None = None  # (B, K) long: the TimeSig id bar k must carry (-1: any); None: any
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class RemiGrammar:
         info, finish = self._token_tables(tokenizer, types, values, kind_of, finish_of)
 
         # Position ids are contiguous in miditok's REMI vocabulary: a slice is cheaper than an index.
+        self._time_sig_ids = torch.tensor([i for i, ty in enumerate(types) if ty == "TimeSig"], dtype=torch.long)
         pos_ids = [i for i, ty in enumerate(types) if ty == "Position"]
         contiguous = pos_ids == list(range(pos_ids[0], pos_ids[-1] + 1)) if pos_ids else False
         self._pos_cols = slice(pos_ids[0], pos_ids[-1] + 1) if contiguous else torch.tensor(pos_ids)
@@ -231,6 +236,7 @@ class RemiGrammar:
         device: torch.device | str = "cpu",
         bars: int | None = None,
         max_new: int | None = None,
+        time_sigs: torch.Tensor | None = None,
     ) -> GrammarState:
         """State right after BOS for `batch` rows.
 
@@ -238,7 +244,9 @@ class RemiGrammar:
         boundary after the first bar). max_new: tokens the decoder may still emit per row, EOS included
         (None: no budget); the mask then closes each row in time: it always ends with EOS within max_new
         tokens and, with `bars`, with exactly `bars` bars (finishing a started note, then empty bars).
-        ValueError when max_new cannot hold the bars asked for.
+        time_sigs: (batch, K) long, the TimeSig id each row's bar k (0-based) must carry, -1 where any may come
+        (the skeleton of an input piece: see the module doc); bars past the K-th are free.
+        ValueError when max_new cannot hold the bars asked for, or a time_sigs id is not a TimeSig.
         """
         if bars is not None and (int(bars) != bars or bars < 1):
             raise ValueError(f"bars={bars} must be a positive whole number (or None)")
@@ -250,6 +258,8 @@ class RemiGrammar:
                 f"({'Bar TimeSig' if self.use_time_signatures else 'Bar'} per bar, then EOS)"
             )
         device = torch.device(device)
+        if time_sigs is not None:
+            time_sigs = self._check_time_sigs(time_sigs, batch, device)
 
         def full(value: int) -> torch.Tensor:
             return torch.full((batch,), value, dtype=torch.long, device=device)
@@ -264,7 +274,21 @@ class RemiGrammar:
             bar_max=full(_FAR if bars is None else int(bars)),
             eos_min=full(1 if bars is None else int(bars)),
             budget=None if max_new is None else full(int(max_new)),
+            time_sigs=time_sigs,
         )
+
+    def _check_time_sigs(self, time_sigs, batch: int, device: torch.device) -> torch.Tensor:
+        """time_sigs as a (batch, K) long tensor on `device`; ValueError unless each id is a TimeSig or -1."""
+        time_sigs = torch.as_tensor(time_sigs, dtype=torch.long, device=device)
+        if time_sigs.dim() != 2 or time_sigs.shape[0] != batch:
+            raise ValueError(f"time_sigs of shape {tuple(time_sigs.shape)}: expected ({batch}, K)")
+        given = time_sigs[time_sigs >= 0].unique().cpu()
+        if not self.use_time_signatures and given.numel():
+            raise ValueError("time_sigs: this tokenizer writes no TimeSig tokens")
+        stray = given[~torch.isin(given, self._time_sig_ids)]
+        if stray.numel():
+            raise ValueError(f"time_sigs holds {self.names[int(stray[0])]!r}, not a TimeSig token")
+        return time_sigs
 
     def allowed(self, state: GrammarState) -> torch.Tensor:
         """(B, V) bool: True where the token may be emitted next."""
@@ -278,6 +302,8 @@ class RemiGrammar:
         ok[:, self._pos_cols] &= in_bar
         ok[:, self.bar_id] &= state.bars < state.bar_max
         ok[:, self.eos_id] &= state.bars >= state.eos_min
+        if state.time_sigs is not None and state.time_sigs.shape[1]:
+            self._keep_skeleton(ok, state)
         if use_budget and state.budget is not None:
             # After token x the row needs finish[x] more tokens, bar_cost per missing bar, and EOS; x
             # itself takes one: allowed if 1 + finish[x] + bar_cost * missing' + 1 <= steps left.
@@ -290,6 +316,15 @@ class RemiGrammar:
             ok &= t.finish <= spare[:, None]
             ok[:, self.bar_id] = bar_ok
         return ok
+
+    def _keep_skeleton(self, ok: torch.Tensor, state: GrammarState) -> None:
+        """In place on `ok` (B, V): where a row's open bar has a TimeSig in the skeleton, only that one."""
+        k = state.time_sigs.shape[1]
+        bar = (state.bars - 1).clamp(0, k - 1)  # the open bar (its TimeSig comes right after its Bar)
+        forced = torch.where(state.bars <= k, state.time_sigs.gather(1, bar[:, None]).squeeze(1), -1)  # (B,)
+        ids = self._time_sig_ids.to(ok.device)
+        keep = (forced[:, None] < 0) | (ids[None, :] == forced[:, None])  # (B, n_time_sigs)
+        ok[:, ids] &= keep
 
     def advance(self, state: GrammarState, tokens: torch.Tensor) -> None:
         """Update `state` in place with the emitted tokens (B,) long (done rows: PAD, ignored)."""
@@ -339,6 +374,11 @@ class RemiGrammar:
         finish = self._tables(state.kind.device).finish_kind[state.kind]
         missing = (state.eos_min - state.bars).clamp_min(0)
         return torch.where(state.done, 0, finish + self.bar_cost * missing + 1)
+
+    @property
+    def time_sig_ids(self) -> list[int]:
+        """The vocabulary's TimeSig ids."""
+        return self._time_sig_ids.tolist()
 
     def bars_opened(self, state: GrammarState) -> torch.Tensor:
         """(B,) long: Bar tokens emitted so far."""
