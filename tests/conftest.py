@@ -197,7 +197,7 @@ TINY_TRAIN = (
     "trainer=debug", "trainer.max_steps=150", "trainer.val_check_interval=75", "kl=constant", "kl.beta=0.01",
     "model.d_model=32", "model.layers=1", "model.heads=2", "model.latent_dim=8", "model.ff_mult=2",
     "model.dropout=0.0", "optim.lr=3e-3", "optim.warmup_steps=10",
-    "eval.fidelity.n_reconstructions=0", "eval.fidelity.n_samples=0",
+    "eval.fidelity.n_reconstructions=0", "eval.fidelity.n_samples=0", "eval.pieces.n_pieces=0",
 )  # fmt: skip
 
 
@@ -222,10 +222,10 @@ def tiny_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_bar_run(tmp_path_factory) -> dict:
-    """`tiny_run` with one latent per bar (model.latent=bar), its fidelity evaluation on (~15 s)."""
+    """`tiny_run` with one latent per bar (model.latent=bar), its fidelity evaluations on (~15 s)."""
     return _train_tiny(
         tmp_path_factory.mktemp("tiny_bar_run"), write_pieces,
-        "model.latent=bar", "eval.fidelity.n_reconstructions=4", "eval.fidelity.n_samples=2",
+        "model.latent=bar", "eval.fidelity.n_reconstructions=4", "eval.fidelity.n_samples=2", "eval.pieces.n_pieces=3",
     )  # fmt: skip
 
 

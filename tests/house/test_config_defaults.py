@@ -27,10 +27,10 @@ SRC = ROOT / "src" / "musicvae"
 # Keys of a schema'd node that its class does not hold, and who reads them instead.
 READ_ELSEWHERE = {
     "model": {"layers", "compile"},  # layers: interpolated into encoder_/decoder_layers; compile: a run option
-    "evaluate": {"ckpt", "control.enabled", "vectors", "device", "data_path", "out_dir"},  # the command's own
+    "evaluate": {"ckpt", "control.enabled", "fidelity", "floor_ckpt", "vectors", "device", "data_path", "out_dir"},  # the command's own
     "attributes": {"ckpt", "device", "data_path"},  # the command's own keys (musicvae.cli.attributes)
 }
-GLOBAL_NODES = {("data",): "data", ("model",): "model", ("kl",): "kl", ("eval", "fidelity"): "fidelity",
+GLOBAL_NODES = {("data",): "data", ("model",): "model", ("kl",): "kl", ("eval", "fidelity"): "fidelity", ("eval", "pieces"): "pieces",
                 ("media",): "media", ("audio",): "audio", ("optim",): "optim"}  # fmt: skip
 
 

@@ -1,6 +1,11 @@
-"""Evaluate a checkpoint's control.  musicvae-evaluate ckpt=PATH control=true [control.protocol=shift]
-(or python scripts/evaluate.py ...; see configs/evaluate.yaml)
--> evaluation.json, evaluation.md (ρ beside its copy and shuffled-request baselines, per protocol)."""
+"""Evaluate a checkpoint (python scripts/evaluate.py ..., or musicvae-evaluate; see configs/evaluate.yaml).
+
+    fidelity=true [floor_ckpt=NONE_RUN.ckpt] [pieces.temperature=0.5]
+        whole test pieces reconstructed as sample.py does -> fidelity/pieces.json, pieces.md: per-bar chroma,
+        groove, metre, bar counts, beside the shuffled-z floor (and a decoder without z, given its checkpoint)
+    control=true [control.protocol=shift]
+        -> control/evaluation.json, evaluation.md (ρ beside its copy and shuffled-request baselines)
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from musicvae.cli import CONFIG_DIR
 from musicvae.cli.common import check_command_line
 from musicvae.errors import UserError, exit_on_user_error
 from musicvae.evaluation.control import ControlSettings, control_table, evaluate_control, flatten_scores
+from musicvae.evaluation.pieces import PieceFidelityConfig, evaluate_pieces, held_out_pieces, pieces_table
 from musicvae.generation.attribute_vectors import (
     AttributeVectors,
     compute_attribute_vectors,
@@ -27,11 +33,37 @@ from musicvae.generation.inference import load_checkpoint
 
 @exit_on_user_error
 def evaluate(cfg: DictConfig) -> None:
-    control = cfg.control
-    if not control.enabled:
-        raise UserError("nothing to evaluate: control=true is the evaluation this script runs")
+    if not cfg.control.enabled and not cfg.fidelity:
+        raise UserError("nothing to evaluate: fidelity=true (whole test pieces reconstructed) and/or control=true")
     loaded = load_checkpoint(cfg.ckpt, cfg.device)
     override = data_override(cfg.get("data"), cfg.data_path)
+    if cfg.fidelity:
+        piece_fidelity(cfg, loaded, override)
+    if cfg.control.enabled:
+        control(cfg, loaded, override)
+
+
+def piece_fidelity(cfg: DictConfig, loaded, override: dict | None) -> None:
+    """Whole test pieces of the checkpoint's data reconstructed (and of `floor_ckpt`, a decoder without z, on
+    the same pieces at the same settings) -> <out>/pieces.json, pieces.md."""
+    settings = PieceFidelityConfig(**OmegaConf.to_container(cfg.pieces, resolve=True))
+    paths = held_out_pieces(training_data(loaded, override), settings.n_pieces, cfg.split)
+    results = {"checkpoint": str(loaded.path), "model": evaluate_pieces(loaded, paths, settings)}
+    text = f"# Whole-piece fidelity of {loaded.path}\n\n" + pieces_table(results["model"])
+    if cfg.floor_ckpt:
+        floor = load_checkpoint(cfg.floor_ckpt, cfg.device)
+        results |= {"floor_checkpoint": str(floor.path), "floor": evaluate_pieces(floor, paths, settings)}
+        text += f"\n\n## The floor: {floor.path} ({floor.model.cfg.conditioning['mode']})\n\n" + pieces_table(results["floor"])
+    out = Path(cfg.out_dir) if cfg.out_dir else loaded.path.parent / "fidelity"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pieces.json").write_text(json.dumps(results, indent=2))
+    (out / "pieces.md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {out / 'pieces.json'} and pieces.md")
+
+
+def control(cfg: DictConfig, loaded, override: dict | None) -> None:
+    """Attribute control of the checkpoint -> <out>/evaluation.json, evaluation.md."""
     vectors, path = None, vectors_path(loaded.path)
     if path.is_file() and (cfg.vectors is True or str(cfg.vectors) == "auto"):
         vectors = AttributeVectors.load(path)

@@ -68,8 +68,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def sample_tokens(
     model: MusicVAE, z: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None,
     use_cache: bool = True, rules: TokenRules | None = None, bars: int | None = None,
-    prompt: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
-    time_sigs: torch.Tensor | None = None,
+    prompt: torch.Tensor | None = None, attributes: torch.Tensor | None = None, time_sigs: torch.Tensor | None = None,
 ) -> list[list[int]]:  # fmt: skip
     """z (B, c), or (B, K, c) one per bar -> B token lists (no BOS, no EOS, prompt included), decoded from
     BOS (and the `prompt` (B, P) after it, fed in one cached pass) until EOS or cfg.max_tokens.
@@ -97,10 +96,8 @@ def sample_tokens(
     bar_ids_t = torch.as_tensor(list(bar_ids), dtype=torch.long, device=device)
     position_bars = bar_index(seq, bar_ids_t) if per_bar else None  # (B, T): each position's bar, as tokens come
     opened = torch.isin(seq[:, :length], bar_ids_t).sum(1)  # (B,) Bar tokens so far
-    if time_sigs is not None and grammar is None:
-        raise ValueError("a skeleton (time_sigs) is kept through the grammar mask: pass rules with a grammar")
-    budget = f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len})"
-    state = _grammar_state(grammar, b, device, bars, max_new, prompt, budget, time_sigs)
+    state = _grammar_state(grammar, b, device, bars, max_new, prompt,
+                           f"max_tokens={cfg.max_tokens} (model max_len {model.cfg.max_len})", time_sigs)  # fmt: skip
     done = torch.zeros(b, dtype=torch.bool, device=device)
     banned = torch.tensor(list(rules.banned), dtype=torch.long, device=device)
     fed = 0  # positions already in the cache
@@ -149,6 +146,8 @@ def _grammar_state(grammar, b: int, device, bars: int | None, max_new: int, prom
     """The grammar's decoding state for b rows (None without a grammar), the prompt fed to it; UserError naming
     `budget` when max_new tokens cannot hold the bars asked for."""
     if grammar is None:
+        if time_sigs is not None:
+            raise ValueError("a skeleton (time_sigs) is kept through the grammar mask: pass rules with a grammar")
         return None
     try:
         state = grammar.start(b, device, bars=bars, max_new=max_new, time_sigs=time_sigs)

@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 MODE_ORDER = ("in_attention", "cross_attention", "embedding", "prefix", "none")
 # fidelity.json, flattened: pitch_class_entropy {samples, data} -> pitch_class_entropy_samples, ..._data.
 FIDELITY = (
-    ("chroma_sim", "chroma sim"),
-    ("groove_sim", "groove sim"),
+    ("piece_chroma", "piece chroma"),  # whole test pieces as sample.py reconstructs them (evaluation/pieces.py)
+    ("piece_chroma_shuffled", "piece chroma, shuffled z"),
+    ("piece_groove", "piece groove"),
+    ("piece_metre", "piece metre kept"),
+    ("chroma_sim", "2-bar segment chroma"),  # 32 spread test segments (evaluation/fidelity.py)
+    ("groove_sim", "2-bar segment groove"),
     ("pitch_class_entropy_samples", "pitch-class entropy, samples"),
     ("pitch_class_entropy_data", "pitch-class entropy, data"),
     ("note_density_samples", "note density, samples"),

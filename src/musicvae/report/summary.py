@@ -39,7 +39,7 @@ UNITS = {key: unit for key, _, unit in METRICS}
 # Paired against the in_attention and none counterparts, seed by seed (comparisons.csv): final values, and
 # the fidelity.json similarities when any run has one.
 COMPARED = ("val/zgap", "val/mi", "val/kl", "val/au", "val/distortion", "val/recon", "val/recon_acc")
-COMPARED_FIDELITY = ("chroma_sim", "groove_sim")
+COMPARED_FIDELITY = ("piece_chroma", "piece_groove", "chroma_sim", "groove_sim")
 # Always in summary.csv, varying or not: the verdict and the figures read them.
 STANDARD_SETTINGS = ("kl.schedule", BETA_KEY, "kl.free_bits", "model.latent_dim")
 STAT_FIELDS = Interval._fields  # mean, std, n, lo, hi

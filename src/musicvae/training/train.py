@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -20,7 +21,16 @@ from musicvae.data import MidiDataModule
 from musicvae.data.config import data_source
 from musicvae.errors import Interrupted, UserError
 from musicvae.evaluation.fidelity import FidelityConfig, evaluate_fidelity
+from musicvae.evaluation.pieces import (
+    PieceFidelityConfig,
+    evaluate_pieces,
+    flat_summary,
+    held_out_pieces,
+    pieces_table,
+)
 from musicvae.generation.audio import AudioConfig
+from musicvae.generation.decode import NonFiniteModel
+from musicvae.generation.inference import LoadedCheckpoint
 from musicvae.models.checkpoint import check_resumable, read_checkpoint
 from musicvae.models.vae import MASK_ID
 from musicvae.tokens.tokenize import tokenizer_to_dict
@@ -225,18 +235,38 @@ def fit(trainer: pl.Trainer, module: VAEModule, dm: MidiDataModule, run_dir: Pat
 
 def final_fidelity(cfg: DictConfig, module: VAEModule, dm: MidiDataModule, run_dir: Path, audio: AudioConfig | None,
                    loggers: list[Logger]) -> dict | None:  # fmt: skip
-    """After training (rank 0): test-split reconstructions and prior samples -> fidelity.json, samples/, and
-    wandb's run summary; None when eval.fidelity asks for none."""
-    fid = cfg.eval.get("fidelity")
-    if not fid or not (fid.n_reconstructions or fid.n_samples):
-        return None
-    fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
-    segments = held_out_segments(dm, fid_cfg.n_reconstructions)
-    fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins, audio)
+    """After training (rank 0): 2-bar test segments reconstructed and prior samples (eval.fidelity), whole test
+    pieces reconstructed (eval.pieces) -> fidelity.json (the whole-piece means as its piece_* keys), pieces.json,
+    samples/, and wandb's run summary; None when eval asks for neither."""
+    fid, pieces = cfg.eval.get("fidelity"), cfg.eval.get("pieces")
+    fidelity = None
+    if fid and (fid.n_reconstructions or fid.n_samples):
+        fid_cfg = FidelityConfig(**OmegaConf.to_container(fid, resolve=True), seed=int(cfg.seed))
+        segments = held_out_segments(dm, fid_cfg.n_reconstructions)
+        fidelity = evaluate_fidelity(module.model, dm.tokenizer, segments, fid_cfg, run_dir, module.attribute_bins, audio)
+    if pieces and pieces.n_pieces and not (fidelity or {}).get("skipped"):
+        fidelity = (fidelity or {}) | whole_piece_fidelity(cfg, module, dm, run_dir)
+        (run_dir / "fidelity.json").write_text(json.dumps(fidelity, indent=2))
     for lg in loggers:
-        if isinstance(lg, WandbLogger):
+        if fidelity and isinstance(lg, WandbLogger):
             lg.experiment.summary.update({f"fidelity/{k}": v for k, v in fidelity.items()})
     return fidelity
+
+
+def whole_piece_fidelity(cfg: DictConfig, module: VAEModule, dm: MidiDataModule, run_dir: Path) -> dict:
+    """Whole test pieces reconstructed as sample.py does (musicvae.evaluation.pieces) -> pieces.json; returns
+    the means fidelity.json keeps ({} when the weights are not finite: nothing can be decoded)."""
+    settings = PieceFidelityConfig(**OmegaConf.to_container(cfg.eval.pieces, resolve=True), seed=int(cfg.seed))
+    loaded = LoadedCheckpoint(module.model, dm.tokenizer, dict(module.hparams.get("data") or {}), run_dir,
+                              module.hparams.get("data_source"), module.attribute_bins)  # fmt: skip
+    try:
+        result = evaluate_pieces(loaded, held_out_pieces(dm, settings.n_pieces), settings)
+    except NonFiniteModel as e:
+        log.warning("whole-piece fidelity skipped: %s", e)
+        return {}
+    (run_dir / "pieces.json").write_text(json.dumps(result, indent=2))
+    log.info("whole-piece fidelity:\n%s", pieces_table(result))
+    return flat_summary(result)
 
 
 def train(cfg: DictConfig) -> dict:
