@@ -89,10 +89,26 @@ def test_evaluate_script_writes_both_floors(tiny_bar_run, tiny_run, tmp_path):
     )  # fmt: skip
     proc = run(f"floor_ckpt={tiny_run['ckpt']}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads((tmp_path / "pieces.json").read_text())
-    for side in ("model", "floor"):
-        summary = result[side]["summary"]
+    for name, ckpt in (("pieces.json", tiny_bar_run["ckpt"]), ("pieces_floor.json", tiny_run["ckpt"])):
+        result = json.loads((tmp_path / name).read_text())
+        summary = result["summary"]
+        assert result["checkpoint"] == str(ckpt)
         assert summary["n_pieces"] == 2 and "shuffled_chroma" in summary and "lo" in summary["chroma"]
     assert "## The floor" in (tmp_path / "pieces.md").read_text()
     missing = run(f"floor_ckpt={tmp_path / 'nosuch.ckpt'}")
     assert missing.returncode != 0 and "nosuch.ckpt" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_report_reads_a_re_evaluated_runs_pieces(tmp_path):
+    from musicvae.evaluation.pieces import summarize
+    from musicvae.report.runs import with_whole_pieces
+
+    rows = [{"piece": f"p{i}", "chroma": c, "groove": 0.9, "metre": 1.0, "bars": 8, "bars_out": 8,
+             "shuffled_chroma": 0.3, "shuffled_groove": 0.8, "shuffled_metre": 1.0} for i, c in enumerate((0.6, 0.8))]  # fmt: skip
+    (tmp_path / "pieces.json").write_text(json.dumps({"summary": summarize(rows), "pieces": rows, "skipped": []}))
+    merged = with_whole_pieces({"chroma_sim": 0.5}, tmp_path / "pieces.json")
+    assert merged["chroma_sim"] == 0.5 and merged["piece_chroma"] == pytest.approx(0.7)
+    assert merged["piece_chroma_shuffled"] == pytest.approx(0.3) and merged["n_pieces"] == 2
+    assert with_whole_pieces({"piece_chroma": 0.1}, tmp_path / "pieces.json") == {"piece_chroma": 0.1}  # its own first
+    (tmp_path / "pieces.json").write_text("{broken")
+    assert with_whole_pieces(None, tmp_path / "pieces.json") is None

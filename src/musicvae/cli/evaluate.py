@@ -44,19 +44,21 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 def piece_fidelity(cfg: DictConfig, loaded, override: dict | None) -> None:
-    """Whole test pieces of the checkpoint's data reconstructed (and of `floor_ckpt`, a decoder without z, on
-    the same pieces at the same settings) -> <out>/pieces.json, pieces.md."""
+    """Whole test pieces of the checkpoint's data reconstructed -> <out>/pieces.json, pieces.md; with floor_ckpt
+    (a decoder without z) the same pieces at the same settings -> pieces_floor.json, in pieces.md below. Given a
+    run folder as out_dir, pieces.json is what the training would have written there: the report reads it."""
     settings = PieceFidelityConfig(**OmegaConf.to_container(cfg.pieces, resolve=True))
     paths = held_out_pieces(training_data(loaded, override), settings.n_pieces, cfg.split)
-    results = {"checkpoint": str(loaded.path), "model": evaluate_pieces(loaded, paths, settings)}
-    text = f"# Whole-piece fidelity of {loaded.path}\n\n" + pieces_table(results["model"])
-    if cfg.floor_ckpt:
-        floor = load_checkpoint(cfg.floor_ckpt, cfg.device)
-        results |= {"floor_checkpoint": str(floor.path), "floor": evaluate_pieces(floor, paths, settings)}
-        text += f"\n\n## The floor: {floor.path} ({floor.model.cfg.conditioning['mode']})\n\n" + pieces_table(results["floor"])
     out = Path(cfg.out_dir) if cfg.out_dir else loaded.path.parent / "fidelity"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pieces.json").write_text(json.dumps(results, indent=2))
+    result = {"checkpoint": str(loaded.path), **evaluate_pieces(loaded, paths, settings)}
+    (out / "pieces.json").write_text(json.dumps(result, indent=2))
+    text = f"# Whole-piece fidelity of {loaded.path}\n\n" + pieces_table(result)
+    if cfg.floor_ckpt:
+        floor = load_checkpoint(cfg.floor_ckpt, cfg.device)
+        floor_result = {"checkpoint": str(floor.path), **evaluate_pieces(floor, paths, settings)}
+        (out / "pieces_floor.json").write_text(json.dumps(floor_result, indent=2))
+        text += f"\n\n## The floor: {floor.path} ({floor.model.cfg.conditioning['mode']})\n\n" + pieces_table(floor_result)
     (out / "pieces.md").write_text(text + "\n")
     print(text)
     print(f"wrote {out / 'pieces.json'} and pieces.md")

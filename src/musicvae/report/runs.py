@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from musicvae.data.cache import MIDI_SUFFIXES
 from musicvae.errors import UserError
+from musicvae.evaluation.pieces import flat_summary
 from musicvae.generation.audio import AUDIO_SUFFIXES
 from musicvae.report.stats import Series  # step -> value, steps ascending
 
@@ -135,6 +136,19 @@ def mode_and_seed(run_dir: Path, config: dict) -> tuple[str, int | None]:
     return str(mode), (int(seed) if seed is not None else None)
 
 
+def with_whole_pieces(fidelity: dict[str, float] | None, path: Path) -> dict[str, float] | None:
+    """fidelity.json's keys with the whole-piece means of pieces.json where fidelity.json lacks them (a run
+    trained before they were measured, re-evaluated since: evaluate.py fidelity=true out_dir=<run>)."""
+    if not path.is_file() or (fidelity and "piece_chroma" in fidelity):
+        return fidelity
+    try:
+        pieces = flat_summary(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: unreadable (%s); whole-piece fidelity left out for this run", path, e)
+        return fidelity
+    return {**(fidelity or {}), **{k: _to_float(v) for k, v in pieces.items()}}
+
+
 def read_fidelity(path: Path) -> dict[str, float] | None:
     """fidelity.json flattened to the `FIDELITY` keys (null/missing -> NaN); None if absent or broken."""
     if not path.is_file():
@@ -179,7 +193,7 @@ def read_run(run_dir: Path) -> Run | None:
         log.warning("%s: no validation logged yet; its final values will be missing", metrics)
     config = load_config(run_dir)
     mode, seed = mode_and_seed(run_dir, config)
-    fidelity = read_fidelity(run_dir / "fidelity.json")
+    fidelity = with_whole_pieces(read_fidelity(run_dir / "fidelity.json"), run_dir / "pieces.json")
     return Run(run_dir.name, run_dir, config, mode, seed, series, fidelity, _sample_files(run_dir))
 
 
