@@ -85,6 +85,8 @@ COMMANDS = [
     Rule(r"^python -m json\.tool outputs/train/<run>/fidelity\.json$", True, "", (), (), prints=r"^\{"),
     Rule(r"^python scripts/attributes\.py ", True, "", ("max_segments=16",),
          ("outputs/train/*/checkpoints/*.attributes.pt",)),
+    Rule(r"^python scripts/evaluate\.py .*fidelity=true", True, "", ("pieces.n_pieces=1",),
+         ("outputs/train/*/checkpoints/fidelity/pieces.json",)),
     Rule(r"^python scripts/evaluate\.py ", True, "", ("n_segments=2", "amounts=[-1.0,1.0]"),
          ("outputs/train/*/checkpoints/control/evaluation.json",)),
 ]  # fmt: skip

@@ -103,3 +103,16 @@ def test_attributes_script_takes_another_data_source(tiny_run, tmp_path):
     assert any((tmp_path / "data" / "cache").iterdir())  # the data it was told, cached where it was told
     bad = run("data=nosuch")
     assert bad.returncode == 2 and "unknown data=nosuch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_another_data_source_replaces_the_checkpoints_whole(compose_cfg, tmp_path):
+    """data=midi_dir data_path=... on a checkpoint of a bundled corpus: the folder is read as it is, no corpus
+    is exported into it (corpus None replaces the checkpoint's)."""
+    from musicvae.generation.attribute_vectors import data_override
+
+    data = compose_cfg("evaluate", ["ckpt=x", "data=midi_dir"]).data
+    override = data_override(data, str(tmp_path))
+    assert override["corpus"] is None and override["path"] == str(tmp_path) and override["name"] == "midi_dir"
+    assert data_override(None, str(tmp_path)) == {"path": str(tmp_path)}  # a moved folder: only its path
+    with pytest.raises(UserError, match="data_path="):
+        data_override(data, None)

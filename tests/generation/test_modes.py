@@ -253,3 +253,20 @@ def test_reconstruction_keeps_a_silent_stretch_in_place(tiny_run, tmp_path, monk
     bar = loaded.tokenizer.vocab["Bar_None"]
     assert len(z) == 2  # the silent window is not encoded
     assert results == [1000, bar, bar, bar, bar, 1001]  # ... but its four bars keep their place
+
+
+def test_each_mode_decodes_with_its_own_defaults_unless_asked():
+    from dataclasses import replace
+
+    from musicvae.generation.decode import RECONSTRUCTION, SamplingConfig
+
+    def sampling(**kw):
+        return SampleRequest(ckpt="x.ckpt", **kw).sampling()
+
+    assert sampling(mode="prior") == SamplingConfig()
+    assert sampling(mode="interpolate", input="a.mid", input2="b.mid") == SamplingConfig()
+    for mode, extra in (("reconstruct", {}), ("shift", {"attribute": "rhythm"}), ("transfer", {"rhythm": "+1"}),
+                        ("edit", {"source": "b.mid", "edit_bars": "1"})):  # fmt: skip
+        assert sampling(mode=mode, input="a.mid", **extra) == RECONSTRUCTION, mode
+    asked = sampling(mode="reconstruct", input="a.mid", temperature=0.9, top_k=0, top_p=0.95, max_tokens=100)
+    assert asked == replace(RECONSTRUCTION, temperature=0.9, top_k=0, top_p=0.95, max_tokens=100)

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-MODES = ("in_attention", "cross_attention", "none")
+MODES = ("in_attention", "cross_attention", "none", "in_attention_lr1e-3", "none_lr1e-3")
 
 
 def cell(iv: dict) -> str:

@@ -9,7 +9,10 @@ piece as the model reads it (its tokens written back to MIDI, so both sides shar
 - `chroma`, `groove`: mean per-bar cosine of duration-weighted pitch classes and of onset grids
   (`musicvae.metrics.music`, MuseMorphose / FIGARO), bars aligned by index;
 - `metre`: the share of input bars whose output bar carries the same TimeSig;
-- `bars_out` / `bars`: the output's bar count against the input's.
+- `bars_out` / `bars`: the output's bar count against the input's;
+- `note_ratio`: the output's notes over the input's. Per-bar chroma does not see texture: a monophonic
+  folk tune that comes back harmonised in four voices by a chorale model keeps its pitch classes per bar
+  (chroma near 0.8) with about twice its notes; this says so.
 
 Beside the model's own z, the floor of the same decoder at the same settings: each piece decoded from
 another piece's latents (`shuffled`: piece i gets piece i+1's, cycled to its length) with its own
@@ -30,7 +33,7 @@ import torch
 
 from musicvae.config import register_schema
 from musicvae.errors import UserError
-from musicvae.generation.decode import SamplingConfig, bar_time_sigs
+from musicvae.generation.decode import RECONSTRUCTION, SamplingConfig, bar_time_sigs
 from musicvae.generation.inference import (
     EncodedPiece,
     LoadedCheckpoint,
@@ -54,9 +57,10 @@ class PieceFidelityConfig:
     CONFIG_EXCLUDE = ("seed",)  # the run's seed, not a key of eval.pieces
 
     n_pieces: int = 8  # test pieces reconstructed whole, spread over the split (0: none)
-    temperature: float = SamplingConfig.temperature
-    top_k: int = SamplingConfig.top_k
-    top_p: float = SamplingConfig.top_p
+    # decoding: sample.py's reconstruct defaults (RECONSTRUCTION), so the score is what a user hears
+    temperature: float = RECONSTRUCTION.temperature
+    top_k: int = RECONSTRUCTION.top_k
+    top_p: float = RECONSTRUCTION.top_p
     skeleton: bool = True  # each output bar keeps the input bar's time signature (as sample.py does)
     shuffled: bool = True  # the floor: each piece also decoded from another piece's latents
     batch_size: int = 8
@@ -68,13 +72,15 @@ class PieceFidelityConfig:
 
 def piece_scores(tokenizer, rules, reference: list[int], output: list[int]) -> dict[str, float]:
     """Bar-by-bar fidelity of `output` to `reference` (token ids of whole pieces): chroma, groove, metre share,
-    and both bar counts. metre is NaN without TimeSig tokens."""
+    both bar counts and the ratio of their notes. metre is NaN without TimeSig tokens."""
     a, b = tokens_to_pretty_midi(tokenizer, reference)[0], tokens_to_pretty_midi(tokenizer, output)[0]
     ref_ts, out_ts = bar_time_sigs(reference, rules), bar_time_sigs(output, rules)
     same = [i < len(out_ts) and out_ts[i] == t for i, t in enumerate(ref_ts)]
     metre = float(np.mean(same)) if ref_ts and all(t >= 0 for t in ref_ts) else float("nan")
+    notes_in, notes_out = (sum(len(inst.notes) for inst in pm.instruments) for pm in (a, b))
     return {"chroma": chroma_similarity(a, b), "groove": groove_similarity(a, b), "metre": metre,
-            "bars": len(ref_ts), "bars_out": len(out_ts)}  # fmt: skip
+            "bars": len(ref_ts), "bars_out": len(out_ts),
+            "note_ratio": notes_out / notes_in if notes_in else float("nan")}  # fmt: skip
 
 
 def _other_latents(mu: torch.Tensor, n: int) -> torch.Tensor:
@@ -140,6 +146,7 @@ def summarize(rows: list[dict]) -> dict:
             out[f"shuffled_{key}"] = t_interval([r[f"shuffled_{key}"] for r in rows])._asdict()
             by_piece = {r["piece"]: r[key] for r in rows}, {r["piece"]: r[f"shuffled_{key}"] for r in rows}
             out[f"{key}_over_shuffled"] = paired_difference(*by_piece)._asdict()
+    out["note_ratio"] = t_interval([r["note_ratio"] for r in rows])._asdict()
     out["bar_count_kept"] = float(np.mean([r["bars_out"] == r["bars"] for r in rows])) if rows else float("nan")
     return out
 
@@ -154,6 +161,7 @@ def flat_summary(result: dict) -> dict[str, float]:
         if f"shuffled_{key}" in summary:
             flat[f"piece_{key}_shuffled"] = summary[f"shuffled_{key}"]["mean"]
     flat["piece_bar_count_kept"] = summary["bar_count_kept"]
+    flat["piece_note_ratio"] = summary["note_ratio"]["mean"] if "note_ratio" in summary else float("nan")
     flat["n_pieces"] = summary["n_pieces"]
     return flat
 
@@ -172,6 +180,8 @@ def pieces_table(result: dict) -> str:
     for key in MEASURES:
         lines.append(f"| {key} | {cell(s[key])} | {cell(s.get(f'shuffled_{key}'))} | {cell(s.get(f'{key}_over_shuffled'))} |")
     settings = result["settings"]
+    if "note_ratio" in s:
+        lines.append(f"| notes, output / input | {cell(s['note_ratio'])} | – | – |")
     lines.append(f"\n{s['n_pieces']} pieces ({len(result['skipped'])} skipped); bar count kept on "
                  f"{s['bar_count_kept']:.0%}; temperature {settings['temperature']}, top_k {settings['top_k']}, "
                  f"top_p {settings['top_p']}, skeleton {settings['skeleton']}.")  # fmt: skip

@@ -83,11 +83,16 @@ class AttributeVectors:
 
 def data_override(data_cfg=None, data_path: str | None = None) -> dict | None:
     """What a script's `data=NAME` / `data_path=` replace in the checkpoint's data: its name, where the MIDI
-    comes from and how it is split, never how it is cut into segments (the model's max length depends on that)."""
+    comes from and how it is split, never how it is cut into segments (the model's max length depends on that).
+
+    A data config replaces the whole source, unset keys included: `data=midi_dir data_path=/my/folder` on a
+    checkpoint trained on a bundled corpus reads that folder as it is (no corpus is exported into it)."""
     keys = ("name", *DATA_SOURCE_KEYS)
-    override = {k: data_cfg[k] for k in keys if data_cfg is not None and data_cfg.get(k) is not None}
+    override = {k: data_cfg.get(k) for k in keys} if data_cfg is not None else {}
     if data_path:
         override["path"] = str(data_path)
+    if data_cfg is not None and not override.get("path"):
+        raise UserError(f"data={override.get('name')}: give its MIDI folder with data_path=/the/folder")
     return override or None
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,7 +41,13 @@ from musicvae.data.segments import midi_to_windows
 from musicvae.errors import UserError
 from musicvae.generation.attribute_vectors import AttributeVectors, vectors_path
 from musicvae.generation.audio import AudioConfig
-from musicvae.generation.decode import SamplingConfig, TokenRules, bar_time_sigs, decode_latents
+from musicvae.generation.decode import (
+    RECONSTRUCTION,
+    SamplingConfig,
+    TokenRules,
+    bar_time_sigs,
+    decode_latents,
+)
 from musicvae.generation.inference import (
     LoadedCheckpoint,
     apply_class_changes,
@@ -102,10 +108,12 @@ class SampleRequest:
     steps: int = 5  # interpolate: outputs, both ends included
     sample_z: bool = False  # reconstruct / shift / transfer: z ~ q(z|x) instead of z = mu
     z_temperature: float = 1.0  # prior: z ~ N(0, z_temperature² I) (MusicVAE's temperature on the prior)
-    # decoding (what each does: SamplingConfig, musicvae.generation.decode, the home of these defaults)
-    temperature: float = SamplingConfig.temperature
-    top_k: int = SamplingConfig.top_k
-    top_p: float = SamplingConfig.top_p
+    # decoding (what each does: SamplingConfig, musicvae.generation.decode, the home of the defaults). null: the
+    # mode's own: prior and interpolate SamplingConfig's; reconstruct, edit, shift and transfer RECONSTRUCTION's,
+    # the setting that shows most of what z holds (docs/results/reconstruction)
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
     max_tokens: int = SamplingConfig.max_tokens
     seed: int = 0
     batch_size: int = 8
@@ -130,8 +138,10 @@ class SampleRequest:
             raise UserError(f"device={self.device}: no CUDA GPU is visible here; use device=cpu")
 
     def sampling(self) -> SamplingConfig:
-        """The decoding settings of this request."""
-        return SamplingConfig(self.temperature, self.top_k, self.top_p, self.max_tokens)
+        """The decoding settings of this request: what it sets, the mode's defaults for the rest."""
+        mode = SAMPLERS[self.mode].default_sampling
+        given = {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        return replace(mode, **{k: v for k, v in given.items() if v is not None}, max_tokens=self.max_tokens)
 
     def class_changes(self) -> dict[str, tuple[bool, int]]:
         """{attribute: (relative, value)} from rhythm=+2 (relative) / rhythm=5 (absolute), ...; UserError if malformed."""
@@ -206,6 +216,7 @@ class Sampler:
     takes_bars = False  # reads bars=N
     takes_edit_bars = False  # reads edit_bars=5-8
     takes_attributes = True  # works with a model trained with model.attributes
+    default_sampling = SamplingConfig()  # its decoding defaults (a request's temperature / top_k / top_p override them)
 
     @classmethod
     def check_request(cls, req: SampleRequest) -> None:
@@ -254,6 +265,8 @@ class PriorSampler(Sampler):
 @register("reconstruct")
 class ReconstructSampler(Sampler):
     """The whole input piece, encoded (z = mu, or z ~ q(z|x) with sample_z) and decoded."""
+
+    default_sampling = RECONSTRUCTION
 
     def draw(self, job: SamplingJob) -> Drawn:
         z, piece = reconstruct_file(job.loaded, job.req.input, job.sampling, job.req, job.gen, job.rules)
@@ -308,6 +321,8 @@ class InterpolateSampler(Sampler):
 class EditSampler(Sampler):
     """The input's bar latents with bars `edit_bars` replaced by the source's same bars, decoded (model.latent=bar)."""
 
+    default_sampling = RECONSTRUCTION
+
     takes_attributes = False
     takes_edit_bars = True
 
@@ -340,6 +355,8 @@ class EditSampler(Sampler):
 class ShiftSampler(Sampler):
     """The input reconstructed with every latent moved by `amount` x the checkpoint's vector of `attribute`."""
 
+    default_sampling = RECONSTRUCTION
+
     @classmethod
     def check_request(cls, req: SampleRequest) -> None:
         super().check_request(req)
@@ -355,6 +372,8 @@ class ShiftSampler(Sampler):
 @register("transfer")
 class TransferSampler(Sampler):
     """The input re-decoded from its own z with changed attribute classes (a model with model.attributes)."""
+
+    default_sampling = RECONSTRUCTION
 
     @classmethod
     def check_request(cls, req: SampleRequest) -> None:
@@ -414,7 +433,8 @@ def write_results(req: SampleRequest, loaded: LoadedCheckpoint, results, z: torc
         records.append(record)
         pms.append(pm)
     z_norms = [round(float(v), 4) for v in z.flatten(1).norm(dim=-1)]  # per result (all its bars' latents)
-    return {"checkpoint": str(loaded.path), "settings": asdict(req), "z_norms": z_norms, "results": records}, pms
+    return {"checkpoint": str(loaded.path), "settings": asdict(req), "sampling": asdict(req.sampling()),
+            "z_norms": z_norms, "results": records}, pms
 
 
 def prior(loaded: LoadedCheckpoint, req: SampleRequest, cfg: SamplingConfig, rules: TokenRules, gen):

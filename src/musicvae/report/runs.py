@@ -27,6 +27,7 @@ FIDELITY = (
     ("piece_chroma_shuffled", "piece chroma, shuffled z"),
     ("piece_groove", "piece groove"),
     ("piece_metre", "piece metre kept"),
+    ("piece_note_ratio", "piece notes, out / in"),
     ("chroma_sim", "2-bar segment chroma"),  # 32 spread test segments (evaluation/fidelity.py)
     ("groove_sim", "2-bar segment groove"),
     ("pitch_class_entropy_samples", "pitch-class entropy, samples"),
