@@ -19,7 +19,8 @@ from the previous one (`musicvae.generation.decode.decode_latents`). `shift attr
 reconstructs a piece with every latent moved along an attribute vector (`musicvae.generation.attribute_vectors`);
 `transfer rhythm=+2` re-decodes it with changed attribute classes (a model with `model.attributes`).
 Decoding follows the REMI grammar unless `grammar=false`, so every token is part of a note or a bar
-and the bar count is exact.
+and the bar count is exact; the modes that start from an input keep its skeleton (`skeleton=true`: output bar
+k carries input bar k's time signature) and decode greedily unless asked otherwise (`RECONSTRUCTION`).
 
 Each mode is one class registered in `SAMPLERS` (`@register("name")`, as the conditionings): it checks the
 request and the checkpoint, draws its latents and decodes them (`Sampler.draw`), and writes what it adds
