@@ -7,6 +7,7 @@ end-of-run evaluation of a tiny run, and `scripts/evaluate.py fidelity=true` wit
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_the_report_reads_a_re_evaluated_runs_pieces(tmp_path):
     rows = [{"piece": f"p{i}", "chroma": c, "groove": 0.9, "metre": 1.0, "bars": 8, "bars_out": 8, "note_ratio": 1.5,
              "shuffled_chroma": 0.3, "shuffled_groove": 0.8, "shuffled_metre": 1.0} for i, c in enumerate((0.6, 0.8))]  # fmt: skip
     (tmp_path / "pieces.json").write_text(json.dumps({"summary": summarize(rows), "pieces": rows, "skipped": []}))
-    merged = with_whole_pieces({"chroma_sim": 0.5}, tmp_path / "pieces.json")
+    merged = with_whole_pieces({"chroma_sim": 0.5, "piece_chroma": math.nan}, tmp_path / "pieces.json")
     assert merged["chroma_sim"] == 0.5 and merged["piece_chroma"] == pytest.approx(0.7)
     assert merged["piece_chroma_shuffled"] == pytest.approx(0.3) and merged["n_pieces"] == 2
     assert with_whole_pieces({"piece_chroma": 0.1}, tmp_path / "pieces.json") == {"piece_chroma": 0.1}  # its own first

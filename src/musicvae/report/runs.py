@@ -140,7 +140,8 @@ def mode_and_seed(run_dir: Path, config: dict) -> tuple[str, int | None]:
 def with_whole_pieces(fidelity: dict[str, float] | None, path: Path) -> dict[str, float] | None:
     """fidelity.json's keys with the whole-piece means of pieces.json where fidelity.json lacks them (a run
     trained before they were measured, re-evaluated since: evaluate.py fidelity=true out_dir=<run>)."""
-    if not path.is_file() or (fidelity and "piece_chroma" in fidelity):
+    own = (fidelity or {}).get("piece_chroma")
+    if not path.is_file() or (own is not None and math.isfinite(own)):  # read_fidelity gives NaN for a missing key
         return fidelity
     try:
         pieces = flat_summary(json.loads(path.read_text()))
