@@ -94,7 +94,9 @@ class BarGrid:
         self.bar_only[bar_id] = True
         self.no_bar = ~self.bar_only
 
-    def start(self, batch: int, device, bars: int | None = None, max_new: int | None = None) -> _GridState:
+    def start(self, batch: int, device, bars: int | None = None, max_new: int | None = None,
+              time_sigs: torch.Tensor | None = None) -> _GridState:  # fmt: skip
+        """The grammar's protocol (`RemiGrammar.start`); a skeleton has no TimeSig tokens to force here."""
         self.bar_only, self.no_bar = self.bar_only.to(device), self.no_bar.to(device)
         return _GridState()
 
