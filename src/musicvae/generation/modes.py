@@ -46,10 +46,10 @@ from musicvae.generation.decode import (
     RECONSTRUCTION,
     SamplingConfig,
     TokenRules,
-    bar_time_sigs,
     decode_latents,
 )
 from musicvae.generation.inference import (
+    EncodedPiece,
     LoadedCheckpoint,
     apply_class_changes,
     count_bars,
@@ -59,7 +59,6 @@ from musicvae.generation.inference import (
     interpolation_path,
     load_checkpoint,
     piece_bar_latents,
-    piece_tokens,
     reconstruct_segments,
     token_rules,
 )
@@ -343,12 +342,10 @@ class EditSampler(Sampler):
 
     def draw(self, job: SamplingJob) -> Drawn:
         loaded, req = job.loaded, job.req
-        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, job.rules)
-        time_sigs = None
-        if req.skeleton and job.rules.grammar is not None:  # the input's metre, bar for bar
-            time_sigs = torch.tensor([bar_time_sigs(piece_tokens(loaded, req.input), job.rules)], device=z.device)
-        results = decode_latents(loaded.model, z, job.sampling, job.rules, job.gen, req.batch_size,
-                                 window_bars=loaded.window_bars, time_sigs=time_sigs)  # fmt: skip
+        piece = encode_piece(loaded, req.input, req.batch_size, job.rules)  # tokenized and encoded once
+        z = edit_z(loaded, req.input, req.source, req.bar_range(), req.batch_size, job.rules, piece)
+        results = [decode_piece(loaded, piece, z[0], job.sampling, job.rules, job.gen, req.batch_size,
+                                skeleton=req.skeleton)]  # fmt: skip
         return Drawn(results, z)
 
 
@@ -538,10 +535,14 @@ def write_interpolation_ends(
     return [r for r, _, _ in order], [pm for _, pm, _ in order], [t for _, _, t in order]
 
 
-def edit_z(loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[int, int], batch_size: int, rules):
-    """The input's bar latents (1, N, c) with bars first..last (1-based) replaced by the source's same bars."""
+def edit_z(
+    loaded: LoadedCheckpoint, path: str, source: str, bar_range: tuple[int, int], batch_size: int, rules,
+    piece: EncodedPiece | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The input's bar latents (1, N, c) with bars first..last (1-based) replaced by the source's same bars.
+    piece: the input already encoded (`encode_piece`), so it is not read again."""
     first, last = bar_range
-    z, _ = piece_bar_latents(loaded, path, batch_size, rules)
+    z = (piece or encode_piece(loaded, path, batch_size, rules)).mu.clone()
     z_source, _ = piece_bar_latents(loaded, source, batch_size, rules)
     for name, n in ((path, len(z)), (source, len(z_source))):
         if last > n:
